@@ -1,0 +1,88 @@
+"""The ``audit`` command and the one error boundary every CLI of the project shares.
+
+Each subcommand lives in the ``cli.py`` of its own subpackage and is attached here. Exit codes:
+0 success / gate passed, 1 gate failed, 2 usage or runtime error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+import typer.core
+
+from audit.errors import EXIT_ERROR, EXIT_INTERRUPTED, AuditError
+
+
+class BoundaryGroup(typer.core.TyperGroup):
+    """Catches library errors once, for every subcommand: one line on stderr, a documented
+    exit code, never a traceback (set ``AUDIT_DEBUG=1`` to see one)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except AuditError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except MemoryError:
+            _fail("out of memory: try a smaller input, --batch-size or a lower --dim", EXIT_ERROR)
+        except OSError as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}", EXIT_ERROR)
+        except Exception as exc:  # a bug of ours: still one line, with a way to see more
+            if os.environ.get("AUDIT_DEBUG"):
+                traceback.print_exc()
+            _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with AUDIT_DEBUG=1 for details", EXIT_ERROR)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def new_app(help: str) -> typer.Typer:
+    """A typer app whose every subcommand runs inside :class:`BoundaryGroup`."""
+    app = typer.Typer(
+        cls=BoundaryGroup,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(lambda: None)  # always a group, even while it has one subcommand
+    return app
+
+
+app = new_app(
+    "Audit an unlabeled image pool for semi-supervised poisoning: static scan (paper 5.2), "
+    "training dynamics (paper 5.3). Exit codes: 0 pass, 1 gate failed, 2 error."
+)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    from audit import __version__
+
+    typer.echo(__version__)
+
+
+# Subcommands, one per subpackage (each module defines a plain function).
+# from audit.scan.cli import scan; app.command("scan")(scan)
+# from audit.ssl.cli import train; app.command("train")(train)
+# from audit.dynamics.cli import dynamics; app.command("dynamics")(dynamics)
+
+
+def main() -> None:
+    app(prog_name="audit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

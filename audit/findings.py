@@ -1,0 +1,152 @@
+"""Typed findings: what every detector (static scan, training dynamics) produces and every
+report renders. Stable JSON form; no loose dicts cross module boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+JSON_SCHEMA_VERSION = "1.0"
+
+
+class Severity(str, Enum):
+    """Ordered: info < warning < error. ``--fail-on warning`` fails on warning and error."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One image of a finding. ``index`` is its row in the scanned ImageSet, ``id`` its path
+    relative to the scanned folder. ``alpha`` is the estimated position along a chain
+    (0 = one endpoint, 1 = the other); ``role`` marks endpoints (``source``/``target``/``endpoint``)."""
+
+    id: str
+    index: int
+    alpha: float | None = None
+    role: str | None = None
+    score: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "index": self.index}
+        if self.alpha is not None:
+            d["alpha"] = round(float(self.alpha), 6)
+        if self.role is not None:
+            d["role"] = self.role
+        if self.score is not None:
+            d["score"] = _finite(self.score)
+        return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reviewable unit: a chain, a cluster, a near-duplicate group, an attack instance.
+
+    ``kind`` is the detector's registry name (``bridge``, ``cluster``, ``near_duplicate``,
+    ``dynamics``); ``score`` orders findings of a kind (higher = more suspicious); ``members``
+    are in review order (chain order for bridges); ``evidence`` is JSON-able detail."""
+
+    kind: str
+    severity: Severity
+    score: float
+    members: tuple[Member, ...]
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity.value,
+            "score": _finite(self.score),
+            "summary": self.summary,
+            "size": len(self.members),
+            "members": [m.to_json() for m in self.members],
+            "evidence": _jsonable(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything a report needs: what was scanned, what was unreadable, what was found.
+
+    ``scores`` maps a detector kind to a float array of length ``n_images`` (per-image score,
+    higher = more suspicious, NaN where the detector has no opinion) for the CSV report."""
+
+    tool: str  # "scan" or "dynamics"
+    root: str  # the scanned folder or source, as the user gave it
+    ids: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    unreadable: tuple[Any, ...] = ()  # audit.data.Unreadable
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.ids)
+
+    def flagged(self, min_severity: Severity = Severity.WARNING) -> list[str]:
+        """Sorted ids of every image in a finding at or above ``min_severity``."""
+        out = {m.id for f in self.findings if f.severity.rank >= min_severity.rank for m in f.members}
+        return sorted(out)
+
+    def worst(self) -> Severity | None:
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=lambda s: s.rank)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "tool": self.tool,
+            "root": self.root,
+            "n_images": self.n_images,
+            "n_unreadable": len(self.unreadable),
+            "unreadable": [u.to_json() for u in self.unreadable],
+            "n_findings": len(self.findings),
+            "counts": _counts(self.findings),
+            "flagged": self.flagged(),
+            "findings": [f.to_json() for f in self.findings],
+            "params": _jsonable(self.params),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def _counts(findings: tuple[Finding, ...]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for f in findings:
+        out.setdefault(f.kind, {}).setdefault(f.severity.value, 0)
+        out[f.kind][f.severity.value] += 1
+    return out
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else round(x, 6)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _finite(float(obj))
+    if isinstance(obj, Enum):
+        return obj.value
+    return obj

@@ -1,0 +1,56 @@
+"""One explicit registry per plug-in kind (algorithms, models, attacks, readers, densities).
+
+A plain dict filled by explicit imports in each package's ``__init__``; no folder scanning.
+The file name, the registry key and the CLI value are the same word.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Iterator, TypeVar
+
+from audit.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """``Registry("algorithm")``; ``reg.register("fixmatch", FixMatch)``; ``reg.get("fixmach")``
+    raises ``Unknown algorithm 'fixmach'. Available: fixmatch, mixmatch, ...``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.kind} '{name}' is registered twice")
+        self._items[name] = item
+        return item
+
+    def __call__(self, name: str):
+        """Decorator form: ``@REGISTRY("fixmatch")``."""
+
+        def deco(item: T) -> T:
+            return self.register(name, item)
+
+        return deco
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"Unknown {self.kind} '{name}'. Available: {', '.join(self.names())}."
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
