@@ -1,0 +1,132 @@
+"""Files on disk -> ImageSet / Splits: the data layer's two entry points.
+
+``load_images`` reads one image set (an unlabeled pool, or a labeled set whose labels the format
+carries); ``load_dataset`` reads a built-in name or a dataset with splits; ``load_labeled_folder``
+reads class subfolders (``--labeled DIR``). Formats are recognised by content through the reader
+registry (``audit.data.readers``); size and channel options apply to every format the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from audit.data.builtin import BUILTINS
+from audit.data.imageset import ImageSet, Splits
+from audit.data.readers import READERS, supported_formats
+from audit.data.readers._common import DEFAULT_MAX_PIXELS, Progress, ReadOptions, check_options, conform
+from audit.data.readers.folder import read_labeled_folder
+from audit.errors import DataError, EmptyDatasetError, UnsupportedFormatError, invalid_parameter
+
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
+
+
+def _existing(path: str | Path, owner: str) -> Path:
+    if not isinstance(path, (str, Path)) or str(path) == "":
+        raise invalid_parameter("path", owner, "a file or directory path", path)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p} does not exist")
+    return p
+
+
+def load_images(
+    path: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    include_hidden: bool = False,
+) -> ImageSet:
+    """One image set from a folder, ``.npz``/``.npy``, idx3 file, CIFAR batch, SVHN ``.mat`` or
+    STL-10 ``*_X.bin``: uint8 N×H×W×C, C in (1, 3).
+
+    ids: relative paths for folders, ``00042`` (zero-padded index) for array formats, or the
+    ``ids`` array of an npz. ``size`` (H, W) and ``channels`` force the shape (bilinear resize,
+    gray replicated / colour to luma); a note in ``ImageSet.notes`` records each change.
+    """
+    check_options("load_images", size, channels, max_pixels)
+    p = _existing(path, "load_images")
+    opts = ReadOptions(size=None if size is None else tuple(size), channels=channels,
+                       max_pixels=int(max_pixels), progress=progress, include_hidden=include_hidden)
+    for name in READERS:
+        reader = READERS.get(name)
+        if reader.sniff(p):
+            try:
+                s = reader.read(p, opts)
+            except EmptyDatasetError as exc:
+                raise EmptyDatasetError(str(exc) + _dataset_hint(p)) from None
+            if progress is not None and name != "folder":  # array formats load in one step
+                progress(len(s), len(s))
+            return conform(s, opts.size, opts.channels)
+    raise UnsupportedFormatError(_unsupported(p))
+
+
+def load_labeled_folder(
+    path: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+) -> ImageSet:
+    """Class subfolders of ``path`` -> labels (class_names sorted; label i is class_names[i]).
+    ids are ``class/file.png``; files directly in ``path`` are listed as unreadable."""
+    check_options("load_labeled_folder", size, channels, max_pixels)
+    p = _existing(path, "load_labeled_folder")
+    if not p.is_dir():
+        raise DataError(f"{p}: a labeled folder must be a directory of class subfolders")
+    opts = ReadOptions(size=None if size is None else tuple(size), channels=channels,
+                       max_pixels=int(max_pixels), progress=progress)
+    return conform(read_labeled_folder(p, opts), opts.size, opts.channels)
+
+
+def load_dataset(spec: str | Path, root: str | Path | None = None) -> Splits:
+    """A built-in name (``digits``, ``fashion-mnist``; ``root`` overrides where fashion-mnist's
+    IDX files are) or a path to a dataset with splits: a folder with ``train/`` + ``test/`` (or
+    ``labeled/`` [+ ``test/``, ``unlabeled/``]) class subfolders, a CIFAR-10/100 directory, an SVHN
+    directory, an STL-10 directory, an MNIST-style IDX directory, or an ``.npz`` with
+    ``x_train``/``y_train``/``x_test``/``y_test``. All splits share one (H, W, C)."""
+    if isinstance(spec, str) and spec in BUILTINS:
+        if spec == "fashion-mnist":
+            return BUILTINS[spec](root)
+        if root is not None:
+            raise invalid_parameter("root", "load_dataset", f"None for the built-in '{spec}'", root)
+        return BUILTINS[spec]()
+    if not isinstance(spec, (str, Path)) or str(spec) == "":
+        raise invalid_parameter("spec", "load_dataset", "a built-in dataset name or a path", spec)
+    p = Path(spec).expanduser()
+    if not p.exists():
+        raise DataError(
+            f"{p} does not exist (and '{spec}' is not a built-in dataset: {', '.join(BUILTINS)})"
+        )
+    names = sorted(READERS, key=lambda n: n == "folder")  # the generic folder reader goes last
+    for name in names:
+        reader = READERS.get(name)
+        if reader.sniff_splits is not None and reader.sniff_splits(p):
+            splits = reader.read_splits(p, ReadOptions())
+            return splits if splits.name else replace(splits, name=p.name)
+    raise UnsupportedFormatError(
+        f"{p}: not a dataset with splits. Built-ins: {', '.join(BUILTINS)}. Supported: {supported_formats()}. "
+        "For a folder of class subfolders alone use --labeled DIR (load_labeled_folder)."
+    )
+
+
+def _dataset_hint(p: Path) -> str:
+    for name in READERS:
+        reader = READERS.get(name)
+        if name != "folder" and reader.sniff_splits is not None and reader.sniff_splits(p):
+            return f". It looks like a dataset directory ({name}): load it with load_dataset / --dataset"
+    return ""
+
+
+def _unsupported(p: Path) -> str:
+    try:
+        with open(p, "rb") as fh:
+            start = fh.read(12)
+    except OSError:
+        start = b""
+    if start.startswith(_IMAGE_MAGIC) or (start[:4] == b"RIFF" and start[8:12] == b"WEBP"):
+        return f"{p} is a single image; pass the folder that holds it. Supported: {supported_formats()}"
+    return f"{p}: unknown format. Supported: {supported_formats()}"
