@@ -1,0 +1,367 @@
+"""Poison a dataset in memory, then (optionally) write it as folders plus a ground-truth manifest.
+
+Paper sections 3.1 and 3.2.1: the victim trains on ``labels_per_class`` labeled examples per
+class and an unlabeled pool (the rest of the training split). The adversary picks a target x*
+(a TEST image: the image to be misclassified at test time), a label y* ≠ c(x*), and a labeled
+source x' of class y*, and inserts n = max(2, round(ratio × pool size)) poisoned images into the
+pool. The ratio is relative to the CLEAN unlabeled pool size, as in the paper ("0.1% of the
+unlabeled dataset").
+
+Randomness: one ``SeedSequence(seed)`` spawns independent streams for the labeled choice, the pool
+subsample, the target, the source and the attack, so fixing ``target`` does not change which
+examples are labeled. Same config and data ⇒ same bytes in every written file.
+
+Output folder (``write_poisoned``)::
+
+    labeled/<class>/<id>.png      test/<class>/<id>.png
+    unlabeled/<hash>.png          clean pool and poison alike: names are keyed hashes, leak nothing
+    manifest.json                 written last: a folder without it is an interrupted run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.data.imageset import ImageSet, Splits
+from audit.data.write import png_paths, write_bytes_atomic, write_pngs
+from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
+from redteam.attacks import ATTACKS, AttackContext
+from redteam.density import DEFAULT_DENSITY, DENSITIES
+
+SCHEMA_VERSION = 1
+DEFAULT_RATIO = 0.001  # the paper's headline budget: 0.1% of the unlabeled pool
+MAX_RATIO = 0.5  # beyond this the "pool" is mostly poison: not the threat model
+_HASH_KEY = b"ssl-poison-audit/inject/v1/seed="
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class InjectConfig:
+    """Everything ``inject`` needs besides the data. Scalar checks happen here; checks that need
+    the data (index ranges, class sizes) happen in :func:`inject`."""
+
+    dataset: str  # builtin name or path, recorded in the manifest (inject() takes loaded Splits)
+    root: str | None = None  # where a builtin's files live (None: its default location)
+    labels_per_class: int = 4  # the paper's 40 labels on 10 classes
+    unlabeled: int | None = None  # clean pool size; None: every training image not labeled
+    target: int | None = None  # index of x* in the test split; None: random
+    target_label: int | None = None  # y*; None: a random class other than x*'s true label
+    source: int | None = None  # index of x' in the labeled set (ordered by class); None: random of class y*
+    ratio: float | None = None  # poison/clean-pool ratio; None and count None: DEFAULT_RATIO
+    count: int | None = None  # exact number of poisoned images (instead of ratio)
+    density: str = DEFAULT_DENSITY  # Table 3's best
+    attack: str = "linear"  # paper 3.1
+    seed: int = 0
+    attack_config: Any = None  # the attack's own frozen config; None: its defaults
+
+    def __post_init__(self) -> None:
+        own = "inject"
+        if not _is_int(self.labels_per_class) or self.labels_per_class < 1:
+            raise invalid_parameter("labels_per_class", own, "an int >= 1", self.labels_per_class)
+        if self.unlabeled is not None and (not _is_int(self.unlabeled) or self.unlabeled < 1):
+            raise invalid_parameter("unlabeled", own, "an int >= 1 or None", self.unlabeled)
+        for name in ("target", "target_label", "source"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < 0):
+                raise invalid_parameter(name, own, "an int >= 0 or None", v)
+        if self.ratio is not None and self.count is not None:
+            raise InvalidParameterError(
+                f"The 'ratio' and 'count' parameters of {own} are alternatives: give one. "
+                f"Got ratio={self.ratio!r} and count={self.count!r}."
+            )
+        if self.ratio is not None:
+            ok = isinstance(self.ratio, (int, float, np.floating)) and not isinstance(self.ratio, bool)
+            if not ok or not 0.0 < float(self.ratio) <= MAX_RATIO:
+                raise invalid_parameter("ratio", own, f"a float in (0, {MAX_RATIO}]", self.ratio)
+        if self.count is not None and (not _is_int(self.count) or self.count < 2):
+            raise invalid_parameter("count", own, "an int >= 2 (a bridge needs both end points)", self.count)
+        if not _is_int(self.seed) or self.seed < 0:
+            raise invalid_parameter("seed", own, "an int >= 0", self.seed)
+        DENSITIES.get(self.density)  # Unknown density 'foo'. Available: ...
+        ATTACKS.get(self.attack)
+
+    def n_poison(self, pool_size: int) -> int:
+        """n = count, or max(2, round-half-up(ratio × pool_size))."""
+        if self.count is not None:
+            return int(self.count)
+        ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
+        return max(2, int(np.floor(ratio * pool_size + 0.5)))
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "attack_config"}
+        cfg = self.attack_config
+        out["attack_config"] = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+        return out
+
+
+@dataclass(frozen=True)
+class PoisonedFile:
+    path: str  # relative to unlabeled/
+    alpha: float
+    path_id: int  # 0: the main bridge x' -> x*
+    role: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The source x' (split 'labeled') or the target x* (split 'test')."""
+
+    path: str  # relative to the output folder, e.g. "labeled/3/train_00012.png"
+    index: int  # source: index in the labeled set; target: index in the test split
+    original_id: str  # the id in the dataset it came from
+    label: int  # its true label
+    class_name: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Ground truth of one injection; ``to_json`` is the ``manifest.json`` schema (version 1)."""
+
+    dataset: str
+    attack: str
+    density: str
+    seed: int
+    ratio: float | None  # the ratio used (None when count was given)
+    count: int | None  # the count given (None when ratio was used)
+    n: int  # images inserted
+    labels_per_class: int
+    labeled_size: int
+    unlabeled_pool_size: int  # clean pool, before poisoning: the ratio's denominator
+    unlabeled_size: int  # pool + n
+    target_label: int  # y*
+    target_label_name: str
+    class_names: tuple[str, ...]  # label i is class_names[i]; a folder reader may number classes differently
+    source: Endpoint
+    target: Endpoint
+    poisoned: tuple[str, ...]  # paths relative to unlabeled/, in (path_id, α) order
+    points: tuple[PoisonedFile, ...]  # same order as poisoned
+    attack_meta: dict
+    config: dict
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["poisoned"], d["points"] = list(self.poisoned), [dataclasses.asdict(p) for p in self.points]
+        d["class_names"] = list(self.class_names)
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Manifest":
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise DataError(f"manifest schema version {d.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        d = dict(d)
+        d["source"], d["target"] = Endpoint(**d["source"]), Endpoint(**d["target"])
+        d["poisoned"], d["class_names"] = tuple(d["poisoned"]), tuple(d["class_names"])
+        d["points"] = tuple(PoisonedFile(**p) for p in d["points"])
+        return cls(**d)
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """A ``manifest.json`` (or the folder holding it) back as a :class:`Manifest`."""
+    p = Path(path)
+    p = p / "manifest.json" if p.is_dir() else p
+    try:
+        return Manifest.from_json(json.loads(p.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{p} is not a valid inject manifest: {exc}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class PoisonedDataset:
+    """The victim's view (ids are the written paths, relative to each split's folder) plus ground
+    truth. ``unlabeled`` mixes clean and poison, sorted by file name; ``is_poison`` is bool ``N``."""
+
+    labeled: ImageSet
+    unlabeled: ImageSet
+    test: ImageSet
+    is_poison: np.ndarray
+    origin: tuple[str, ...]  # per unlabeled image: its training id, or "poison/<k>" (k = α order)
+    manifest: Manifest
+
+    @property
+    def poison_ids(self) -> tuple[str, ...]:
+        return self.manifest.poisoned
+
+
+def _class_name(images: ImageSet, label: int) -> str:
+    names = images.class_names
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
+
+
+def _choose_labeled(train: ImageSet, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    classes, counts = np.unique(train.labels, return_counts=True)
+    if per_class > counts.min():
+        small = _class_name(train, int(classes[counts.argmin()]))
+        raise invalid_parameter("labels_per_class", "inject",
+                                f"at most {counts.min()} (the size of the smallest class, '{small}')", per_class)
+    picks = [np.sort(rng.choice(np.flatnonzero(train.labels == c), per_class, replace=False)) for c in classes]
+    return np.concatenate(picks).astype(np.int64)  # ordered by class, then training index
+
+
+def _unlabeled_names(images: np.ndarray, origin: list[str], seed: int) -> list[str]:
+    """``<16 hex>.png`` per image: sha256(key, seed, image bytes, origin). Clean and poisoned names
+    are indistinguishable; a collision is re-hashed with a counter, in input order."""
+    key = _HASH_KEY + str(seed).encode()
+    taken: set[str] = set()
+    names = []
+    for img, o in zip(images, origin):
+        base = hashlib.sha256(key + b"\0" + img.tobytes() + b"\0" + o.encode())
+        name, k = base.hexdigest()[:16] + ".png", 0
+        while name in taken:
+            k += 1
+            h = base.copy()
+            h.update(b"#%d" % k)
+            name = h.hexdigest()[:16] + ".png"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
+    """Poison ``splits`` as ``config`` says (paper 3.1); nothing is written. See the module doc."""
+    train, test = splits.train, splits.test
+    if train.labels is None:
+        raise DataError("inject needs a labeled training split")
+    if test is None or test.labels is None:
+        raise DataError("inject takes the target x* from a labeled test split; this dataset has none")
+    if test.shape != train.shape:
+        raise ShapeMismatchError(f"train images are {train.shape} but test images are {test.shape}")
+    own = "inject"
+    rng_lab, rng_pool, rng_tgt, rng_src, rng_att = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)
+    )
+
+    labeled_idx = _choose_labeled(train, config.labels_per_class, rng_lab)
+    rest = np.setdiff1d(np.arange(len(train)), labeled_idx)
+    if config.unlabeled is not None:
+        if config.unlabeled > len(rest):
+            raise invalid_parameter("unlabeled", own, f"an int in [1, {len(rest)}] (training images not labeled)",
+                                    config.unlabeled)
+        rest = np.sort(rng_pool.choice(rest, config.unlabeled, replace=False))
+    pool_idx = rest.astype(np.int64)
+
+    t = config.target if config.target is not None else int(rng_tgt.integers(len(test)))
+    if t >= len(test):
+        raise invalid_parameter("target", own, f"an index into the test split, in [0, {len(test) - 1}]", t)
+    true_label = int(test.labels[t])
+    labeled_labels = train.labels[labeled_idx]
+    classes = [int(c) for c in np.unique(labeled_labels)]
+    if config.target_label is None:
+        y_star = int(rng_tgt.choice([c for c in classes if c != true_label]))
+    else:
+        y_star = int(config.target_label)
+        if y_star == true_label:
+            raise invalid_parameter(
+                "target_label", own,
+                f"a class other than the target's true label {true_label} ('{_class_name(test, true_label)}', "
+                f"test index {t})", y_star)
+        if y_star not in classes:
+            raise invalid_parameter("target_label", own, f"one of the classes {classes}", y_star)
+
+    of_class = np.flatnonzero(labeled_labels == y_star)
+    if config.source is None:
+        s = int(rng_src.choice(of_class))
+    else:
+        s = int(config.source)
+        if s >= len(labeled_idx) or labeled_labels[s] != y_star:
+            got = f"{s} (class {int(labeled_labels[s])})" if s < len(labeled_idx) else f"{s} (out of range)"
+            raise InvalidParameterError(
+                f"The 'source' parameter of {own} must be the index of a labeled example of class {y_star} "
+                f"(labeled indices {of_class.min()}..{of_class.max()}). Got {got} instead."
+            )
+
+    n = config.n_poison(len(pool_idx))
+    attack = ATTACKS.get(config.attack)(config.attack_config)
+    ctx = AttackContext(train=train, labeled=labeled_idx, unlabeled=pool_idx, target=test.images[t],
+                        target_label=y_star, source=int(labeled_idx[s]), n=n, density=config.density)
+    batch = attack.generate(ctx, rng_att)
+    if len(batch) != n or batch.images.shape[1:] != train.images.shape[1:]:
+        raise ShapeMismatchError(f"attack '{config.attack}' returned {batch.images.shape[0]} images of shape "
+                                 f"{batch.images.shape[1:]}; expected {n} of {train.images.shape[1:]}")
+    order = sorted(range(n), key=lambda i: (batch.points[i].path, batch.points[i].alpha, i))
+    poison_imgs = batch.images[order]
+    poison_pts = [batch.points[i] for i in order]
+
+    # The unlabeled pool: clean + poison, named by keyed hash, sorted by name.
+    images = np.concatenate([train.images[pool_idx], poison_imgs])
+    origin = [train.ids[i] for i in pool_idx] + [f"poison/{k:05d}" for k in range(n)]
+    names = _unlabeled_names(images, origin, config.seed)
+    perm = sorted(range(len(names)), key=names.__getitem__)
+    is_poison = np.arange(len(names))[perm] >= len(pool_idx)
+    unlabeled = ImageSet(images=np.ascontiguousarray(images[perm]), ids=[names[i] for i in perm],
+                         class_names=train.class_names)
+
+    lab = train.subset(labeled_idx)
+    labeled = lab.with_ids(png_paths(lab, by_class=True))
+    test_set = test.with_ids(png_paths(test, by_class=True))
+    poisoned = tuple(names[len(pool_idx) + k] for k in range(n))
+    manifest = Manifest(
+        dataset=config.dataset, attack=config.attack, density=config.density, seed=int(config.seed),
+        ratio=None if config.count is not None else float(config.ratio or DEFAULT_RATIO),
+        count=config.count, n=n, labels_per_class=config.labels_per_class, labeled_size=len(labeled),
+        unlabeled_pool_size=len(pool_idx), unlabeled_size=len(unlabeled),
+        target_label=y_star, target_label_name=_class_name(train, y_star),
+        class_names=tuple(_class_name(train, c) for c in range(int(train.labels.max()) + 1)),
+        source=Endpoint(path=f"labeled/{labeled.ids[s]}", index=s, original_id=lab.ids[s], label=y_star,
+                        class_name=_class_name(train, y_star)),
+        target=Endpoint(path=f"test/{test_set.ids[t]}", index=t, original_id=test.ids[t], label=true_label,
+                        class_name=_class_name(test, true_label)),
+        poisoned=poisoned,
+        points=tuple(PoisonedFile(path=p, alpha=float(pt.alpha), path_id=int(pt.path), role=pt.role)
+                     for p, pt in zip(poisoned, poison_pts)),
+        attack_meta={"config": attack.config_json(), **batch.meta},
+        config=config.to_json(),
+    )
+    return PoisonedDataset(labeled=labeled, unlabeled=unlabeled, test=test_set, is_poison=is_poison,
+                           origin=tuple(origin[i] for i in perm), manifest=manifest)
+
+
+OUTPUT_ENTRIES = ("manifest.json", "labeled", "unlabeled", "test")  # manifest first: never stale
+
+
+def check_out_dir(out_dir: str | Path, *, force: bool = False) -> bool:
+    """Raise unless ``out_dir`` is new, empty, or ``force`` is set; True when it holds files."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise invalid_parameter("out", "inject", "a directory", str(out))
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise InvalidParameterError(
+                f"The 'out' parameter of inject must be a new or empty directory. Got '{out}', which is "
+                f"not empty; pass --force (force=True) to overwrite it."
+            )
+        return True
+    return False
+
+
+def write_poisoned(ds: PoisonedDataset, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write ``ds`` under ``out_dir`` (layout in the module doc); the manifest goes last.
+
+    A non-empty ``out_dir`` is an error unless ``force``; with ``force`` only the entries this
+    function writes (labeled/, unlabeled/, test/, manifest.json) are removed first, so no stale
+    image of an earlier run stays in the pool. Returns ``out_dir``."""
+    out = Path(out_dir)
+    if check_out_dir(out, force=force):
+        for name in OUTPUT_ENTRIES:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for sub, split in (("labeled", ds.labeled), ("test", ds.test), ("unlabeled", ds.unlabeled)):
+        write_pngs(split.images, split.ids, out / sub)
+    text = json.dumps(ds.manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
+    write_bytes_atomic(out / "manifest.json", text.encode("utf-8"))
+    return out
