@@ -1,0 +1,112 @@
+"""CI integration: the exit-code gate and GitHub Actions annotations.
+
+Gate: ``--fail-on never|warning|error`` fails (exit 1) when any finding is at or above that
+severity. Unreadable files never fail the gate on their own (they are reported, and a folder with
+nothing readable is an error, exit 2, raised by the reader).
+
+Annotations use GitHub's workflow-command format, ``::error file=F,title=T::message``, with
+GitHub's escaping: in the message ``%``, ``\\r``, ``\\n`` become ``%25``, ``%0D``, ``%0A``; in
+property values additionally ``:`` -> ``%3A`` and ``,`` -> ``%2C``. Scraped file names are hostile
+input, so every piece of text from the data goes through these escapes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Collection
+
+from audit.errors import EXIT_GATE_FAILED, EXIT_OK, invalid_parameter
+from audit.findings import AuditResult, Finding, Severity
+
+FAIL_ON_CHOICES = ("never", "warning", "error")
+MAX_ANNOTATIONS = 50  # GitHub keeps at most 50 annotations per job; more only floods the log
+_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def check_fail_on(fail_on: str) -> str:
+    if fail_on not in FAIL_ON_CHOICES:
+        raise invalid_parameter("fail_on", "the CI gate", f"one of {', '.join(FAIL_ON_CHOICES)}", fail_on)
+    return fail_on
+
+
+def gate_failed(result: AuditResult, fail_on: str) -> bool:
+    """True when some finding is at or above ``fail_on`` (``never`` never fails)."""
+    if check_fail_on(fail_on) == "never":
+        return False
+    threshold = Severity(fail_on).rank
+    return any(f.severity.rank >= threshold for f in result.findings)
+
+
+def gate(result: AuditResult, fail_on: str) -> int:
+    """Exit code of the gate: 0 passed, 1 failed (``audit.errors.EXIT_GATE_FAILED``)."""
+    return EXIT_GATE_FAILED if gate_failed(result, fail_on) else EXIT_OK
+
+
+def gate_json(result: AuditResult, fail_on: str) -> dict:
+    """The ``gate`` block of the JSON report: what a CI consumer checks."""
+    failed = gate_failed(result, fail_on)
+    return {"fail_on": fail_on, "failed": failed, "exit_code": EXIT_GATE_FAILED if failed else EXIT_OK}
+
+
+def ranked(findings: tuple[Finding, ...] | list[Finding]) -> list[Finding]:
+    """Most severe first, then highest score; stable for ties (detector order)."""
+    def key(f: Finding) -> tuple[int, float]:
+        s = float(f.score)
+        return (-f.severity.rank, -(s if s == s else float("-inf")))
+
+    return sorted(findings, key=key)
+
+
+def escape_data(text: str) -> str:
+    """GitHub workflow-command escaping for the message part."""
+    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """GitHub workflow-command escaping for a property value (``file=``, ``title=``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _command(level: str, message: str, **props: str | None) -> str:
+    parts = ",".join(f"{k}={escape_property(v)}" for k, v in props.items() if v)
+    head = f"::{level} {parts}" if parts else f"::{level}"
+    return f"{head}::{escape_data(message)}"
+
+
+def github_annotations(
+    result: AuditResult,
+    *,
+    file_root: str | None = None,
+    local_ids: Collection[str] | None = None,
+    max_annotations: int = MAX_ANNOTATIONS,
+) -> str:
+    """One workflow command per finding (most severe first) and per unreadable file.
+
+    ``file_root`` is prefixed to member ids to build ``file=`` (ids are relative to the scanned
+    folder; GitHub wants paths relative to the repository, usually the job's working directory).
+    With ``file_root=None`` no ``file=`` property is written. ``local_ids`` restricts ``file=`` to
+    ids that are files under ``file_root`` (an ``--against`` scan's members may be stored images
+    from another folder): the first such member is used. Output ends with a newline."""
+    lines: list[str] = []
+    todo = ranked(result.findings)
+    for f in todo[:max_annotations]:
+        first = next((m.id for m in f.members if local_ids is None or m.id in local_ids), None)
+        shown = ", ".join(m.id for m in f.members[:5])
+        more = f" (+{len(f.members) - 5} more)" if len(f.members) > 5 else ""
+        message = f"{f.summary} Members: {shown}{more}." if shown else f.summary
+        title = f"{f.kind} ({f.severity.value}, {len(f.members)} images, score {f.score:.3g})"
+        lines.append(_command(_LEVEL[f.severity], message, file=_file(file_root, first), title=title))
+    left = max_annotations - len(lines)
+    for u in result.unreadable[: max(left, 0)]:
+        lines.append(_command("warning", f"unreadable image: {u.reason}", file=_file(file_root, u.path),
+                              title="unreadable image"))
+    skipped = max(len(todo) - max_annotations, 0) + max(len(result.unreadable) - max(left, 0), 0)
+    if skipped:
+        lines.append(_command("notice", f"{skipped} more findings/unreadable files not annotated; see the JSON report."))
+    return "".join(line + "\n" for line in lines)
+
+
+def _file(root: str | None, rel: str | None) -> str | None:
+    if root is None or rel is None:
+        return None
+    return posixpath.join(root.replace("\\", "/"), rel)

@@ -1,0 +1,68 @@
+"""CSV report: one row per scanned image, cleanlab's column convention.
+
+Columns: ``id``, then for every kind (kinds of ``result.scores`` in order, then kinds that only
+appear in findings): ``is_<kind>_issue`` (``True`` when the image is a member of any finding of
+that kind, whatever its severity: a near-duplicate group at ``info`` still marks its members) and
+``<kind>_score`` (the detector's per-image score, higher = more suspicious; empty where NaN or
+where the detector has no per-image score).
+
+Formula injection: spreadsheet programs execute cells that start with ``=``, ``+``, ``-``, ``@``
+(and tab / carriage return). Scraped file names are attacker-controlled, so an id starting with
+one of those is written with a leading ``'`` (OWASP's recommendation); strip one leading ``'``
+to recover the raw id. Numeric columns are ours and are never altered.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from audit.findings import AuditResult
+from audit.report._io import write_atomic
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """Neutralise a spreadsheet formula: prefix ``'`` when ``text`` starts with = + - @ tab CR."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_kinds(result: AuditResult) -> list[str]:
+    kinds = list(result.scores)
+    for f in result.findings:
+        if f.kind not in kinds:
+            kinds.append(f.kind)
+    return kinds
+
+
+def dumps(result: AuditResult) -> str:
+    kinds = csv_kinds(result)
+    members: dict[str, set[str]] = {k: set() for k in kinds}
+    for f in result.findings:
+        members[f.kind].update(m.id for m in f.members)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id"] + [c for k in kinds for c in (f"is_{k}_issue", f"{k}_score")])
+    for row, image_id in enumerate(result.ids):
+        cells = [safe_cell(image_id)]
+        for k in kinds:
+            cells.append("True" if image_id in members[k] else "False")
+            cells.append(_score(result, k, row))
+        w.writerow(cells)
+    return buf.getvalue()
+
+
+def write_csv(result: AuditResult, path: str | Path) -> Path:
+    """Write the per-image CSV to ``path`` atomically; returns the path written."""
+    return write_atomic(path, dumps(result))
+
+
+def _score(result: AuditResult, kind: str, row: int) -> str:
+    arr = result.scores.get(kind)
+    if arr is None or row >= len(arr):
+        return ""
+    x = float(arr[row])
+    return "" if math.isnan(x) or math.isinf(x) else f"{x:.6g}"
