@@ -26,6 +26,8 @@ class BoundaryGroup(typer.core.TyperGroup):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
+        except (typer.exceptions.Exit, typer.exceptions.Abort, typer.exceptions.TyperException):
+            raise  # typer >= 0.29 vendors click: --help, usage errors and Exit are its own classes
         except AuditError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
@@ -75,7 +77,7 @@ def version() -> None:
 
 
 # Subcommands, one per subpackage (each module defines a plain function).
-# from audit.scan.cli import scan; app.command("scan")(scan)
+from audit.scan.cli import scan; app.command("scan")(scan)  # noqa: E402,E702
 # from audit.ssl.cli import train; app.command("train")(train)
 # from audit.dynamics.cli import dynamics; app.command("dynamics")(dynamics)
 

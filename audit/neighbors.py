@@ -1,0 +1,149 @@
+"""The FAISS k-nearest-neighbour graph, built once per scan and shared by every detector.
+
+Paper 5.2 proposes colinear triples and clusters from pixel-space neighbourhoods; this module
+computes those neighbourhoods in the projected space (:mod:`audit.features`).
+
+Index choice (measured on 2 cores, 60k Fashion-MNIST, d = 64): an exact ``IndexFlatL2``
+all-pairs search costs ~7 s and grows as N², an ``IndexIVFFlat`` with ``nlist = 4·sqrt(N)`` and
+``nprobe = 16`` costs ~2 s (1.2 s training) with 99.3% recall of the 16 nearest neighbours. So
+pools up to ``exact_max`` (20k: about 1 s exact) use the exact index, larger ones IVF. A GPU index
+is used when faiss was built with GPU support and a GPU is visible; CPU otherwise.
+
+Shape contract: ``indices`` int64 ``N×k`` (row i never contains i; -1 pads rows that have fewer
+than k other points), ``sqdist`` float32 ``N×k`` squared projected distances, ascending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit.errors import invalid_parameter
+
+EXACT_MAX = 20_000  # above this many points an exact all-pairs search costs > 1 s on 2 cores
+IVF_NPROBE = 16  # 99.3% recall@16 on Fashion-MNIST 60k at nlist = 4·sqrt(N); 32 gives 99.9% at 2x cost
+_QUERY_BATCH = 16_384
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees at least one GPU."""
+    faiss = _faiss()
+    try:
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # a CPU build without the symbol, or a broken driver: stay on CPU
+        return False
+
+
+def build_index(x: np.ndarray, *, exact_max: int = EXACT_MAX, nprobe: int = IVF_NPROBE,
+                use_gpu: bool | None = None, seed: int = 0) -> tuple[Any, str]:
+    """A FAISS index over float32 ``N×d`` rows; returns ``(index, kind)`` with kind one of
+    ``flat``, ``ivf``, optionally prefixed ``gpu-``."""
+    faiss = _faiss()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, d = x.shape
+    if n <= exact_max:
+        index, kind = faiss.IndexFlatL2(d), "flat"
+    else:
+        nlist = int(min(4 * np.sqrt(n), n // 39))  # faiss wants >= 39 training points per list
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist)
+        index.cp.seed = seed
+        index.train(x)
+        index.nprobe = nprobe
+        kind = "ivf"
+    if use_gpu is None:
+        use_gpu = gpu_available()
+    if use_gpu:
+        res = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(res, 0, index)
+        kind = "gpu-" + kind
+    index.add(x)
+    return index, kind
+
+
+@dataclass(frozen=True, eq=False)
+class NeighborGraph:
+    """kNN graph over the projected rows, plus the index for later queries."""
+
+    indices: np.ndarray  # int64 N×k, -1 padded
+    sqdist: np.ndarray  # float32 N×k, squared distances in the projected space
+    projected: np.ndarray  # float32 N×d, the indexed rows
+    index: Any  # the faiss index over ``projected``
+    kind: str  # flat / ivf / gpu-flat / gpu-ivf
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def query(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(sqdist, indices)`` of the k nearest indexed rows to each query row (float32 ``M×d``)."""
+        return search(self.index, q, k)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Directed edge list ``(src, dst, sqdist)`` without padding."""
+        src = np.repeat(np.arange(len(self), dtype=np.int64), self.k)
+        dst = self.indices.ravel()
+        ok = dst >= 0
+        return src[ok], dst[ok], self.sqdist.ravel()[ok]
+
+    def to_sparse(self, weights: str = "distance"):
+        """Symmetric scipy CSR ``N×N`` with the projected distance on each kNN edge (linear in N)."""
+        from scipy import sparse
+
+        src, dst, sq = self.edges()
+        w = np.sqrt(np.maximum(sq, 0)) if weights == "distance" else np.ones(len(src), np.float32)
+        n = len(self)
+        m = sparse.coo_matrix((w, (src, dst)), shape=(n, n)).tocsr()
+        return m.maximum(m.T).tocsr()
+
+
+def search(index: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batched ``index.search``; returns float32 squared distances and int64 indices."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    dist = np.empty((len(q), k), np.float32)
+    idx = np.empty((len(q), k), np.int64)
+    for s in range(0, len(q), _QUERY_BATCH):
+        d_, i_ = index.search(q[s : s + _QUERY_BATCH], k)
+        dist[s : s + _QUERY_BATCH], idx[s : s + _QUERY_BATCH] = d_, i_
+    return dist, idx
+
+
+def drop_self(sqdist: np.ndarray, idx: np.ndarray, self_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id from a (k+1)-wide result, keeping the first k others in order."""
+    keep = idx != self_ids[:, None]
+    # rows where self was not returned (ties, IVF misses) keep their first k entries
+    over = keep.sum(axis=1) > k
+    last = np.argmax(np.cumsum(keep, axis=1) > k, axis=1)
+    keep[over, last[over]] = False
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sqdist, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def knn_graph(projected: np.ndarray, k: int = 16, *, exact_max: int = EXACT_MAX, nprobe: int = IVF_NPROBE,
+              use_gpu: bool | None = None, seed: int = 0) -> NeighborGraph:
+    """Build the index once and the kNN graph of every row (self excluded)."""
+    if not isinstance(k, int) or k < 1:
+        raise invalid_parameter("k", "knn_graph", "an int >= 1", k)
+    x = np.ascontiguousarray(projected, dtype=np.float32)
+    n = len(x)
+    index, kind = build_index(x, exact_max=exact_max, nprobe=nprobe, use_gpu=use_gpu, seed=seed)
+    kk = min(k + 1, n)
+    sq, idx = search(index, x, kk)
+    sq, idx = drop_self(sq, idx, np.arange(n, dtype=np.int64), min(k, max(n - 1, 0)))
+    if idx.shape[1] < k:  # tiny pools: pad so every consumer sees N×k
+        pad = k - idx.shape[1]
+        idx = np.concatenate([idx, -np.ones((n, pad), np.int64)], axis=1)
+        sq = np.concatenate([sq, np.full((n, pad), np.inf, np.float32)], axis=1)
+    sq = np.where(idx < 0, np.inf, np.maximum(sq, 0)).astype(np.float32)
+    return NeighborGraph(indices=idx, sqdist=sq, projected=x, index=index, kind=kind)

@@ -1,0 +1,239 @@
+"""``audit scan DIR``: static inspection of an unlabeled pool (paper 5.2), its reports and the CI
+gate. Attached to the ``audit`` app in ``audit/cli.py``; errors are handled by its BoundaryGroup.
+
+Streams: progress bars and the summary of ``--format github|json`` go to stderr, so stdout holds
+exactly what ``--format`` asks for (the text summary, GitHub annotations, or the JSON document).
+Exit codes: 0 gate passed, 1 gate failed (a finding at or above ``--fail-on``), 2 usage/runtime
+error. The scanned folder is only read, never written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit.errors import CheckpointError, DataError, EmptyDatasetError, InvalidParameterError, invalid_parameter
+
+
+class FailOn(str, Enum):
+    never = "never"
+    warning = "warning"
+    error = "error"
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    github = "github"
+    json = "json"
+
+
+# Defaults of the tuning options; a test checks they equal ScanConfig's (importing the pipeline
+# here would slow down every `audit --help`).
+DEFAULT_DIM = 64
+DEFAULT_K = 16
+DEFAULT_DETECTORS = "bridge,cluster,near_duplicate"
+MAX_PREVIEW_ROWS = 5000  # stored images fetched for HTML thumbnails of an --against scan
+
+_REPORTS = "Reports"
+_STORE = "Incremental scanning"
+_TUNING = "Scan tuning"
+
+
+def scan(
+    directory: Path = typer.Argument(..., metavar="DIR", show_default=False,
+                                     help="Unlabeled pool: a folder of images, or any file `audit` can read (.npz, IDX, ...). Only read, never modified."),
+    labeled: Optional[Path] = typer.Option(None, "--labeled", metavar="DIR",
+                                           help="Labeled set (one sub-folder per class): bridges that start at a labeled image are reported with their source."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE", rich_help_panel=_REPORTS,
+                                             help="Write the JSON report (versioned schema, gate verdict)."),
+    html_path: Optional[Path] = typer.Option(None, "--html", metavar="FILE", rich_help_panel=_REPORTS,
+                                             help="Write a self-contained HTML page with thumbnails for review."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", rich_help_panel=_REPORTS,
+                                            help="Write one row per image: is_<kind>_issue, <kind>_score."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", case_sensitive=False,
+                                   help="Exit 1 when a finding is at or above this severity."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", case_sensitive=False,
+                                               help="stdout: text summary, GitHub Actions annotations, or the JSON report."),
+    save_index: Optional[Path] = typer.Option(None, "--save-index", metavar="STORE", rich_help_panel=_STORE,
+                                              help="Save this pool's index to STORE so later batches can be scanned --against it."),
+    against: Optional[Path] = typer.Option(None, "--against", metavar="STORE", rich_help_panel=_STORE,
+                                           help="Scan DIR as a new batch against the pool saved in STORE."),
+    update: bool = typer.Option(False, "--update", rich_help_panel=_STORE,
+                                help="With --against: add this batch to STORE when the gate passes."),
+    size: Optional[str] = typer.Option(None, "--size", metavar="HxW",
+                                       help="Resize every image to H×W (bilinear, keeps chains linear), e.g. 32x32. Default: keep, or the most common size."),
+    dim: int = typer.Option(DEFAULT_DIM, "--dim", min=1, rich_help_panel=_TUNING,
+                            help="PCA dimensions for the neighbour search; lower is faster and uses less memory."),
+    k: int = typer.Option(DEFAULT_K, "--k", min=2, rich_help_panel=_TUNING,
+                          help="Neighbours per image; a bridge point needs its chain neighbours among them."),
+    detectors: str = typer.Option(DEFAULT_DETECTORS, "--detectors", rich_help_panel=_TUNING,
+                                  help="Comma-separated detectors to run (--against never runs cluster)."),
+    top: int = typer.Option(10, "--top", min=1, help="Findings listed in the text summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
+) -> None:
+    """Scan an unlabeled image pool for poisoning: interpolation bridges, clusters of
+    near-identical images, near duplicates (paper 5.2). Exit 0 pass, 1 gate failed, 2 error."""
+    if update and against is None:
+        raise InvalidParameterError("--update needs --against STORE (the stored index to add this batch to)")
+    if save_index is not None and against is not None:
+        raise InvalidParameterError("--save-index cannot be combined with --against; use --against STORE --update to grow STORE")
+    if not directory.exists():
+        raise DataError(f"{directory}: no such file or directory")
+    if labeled is not None and not labeled.is_dir():
+        raise DataError(f"--labeled {labeled}: not a directory (expected one sub-folder of images per class)")
+    if against is not None and not against.is_dir():
+        raise CheckpointError(f"--against {against}: no scan index there; create one with "
+                              f"`audit scan POOL --save-index {against}`")
+    for flag, out_path in (("--json", json_path), ("--html", html_path), ("--csv", csv_path),
+                           ("--save-index", save_index), ("--against", against if update else None)):
+        if out_path is not None and directory.is_dir() and _inside(out_path, directory):
+            raise InvalidParameterError(f"{flag} {out_path} is inside the scanned folder {directory}, which "
+                                        "audit scan never modifies; write it elsewhere")
+    hw = parse_size(size)
+    # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
+    from audit.data.load import load_images, load_labeled_folder
+    from audit.report import github_annotations, render_console, write_csv, write_html, write_json
+    from audit.report.ci import gate
+    from audit.report.json import dumps
+    from audit.scan import ScanConfig, save_index as store_index, scan_against
+    from audit.scan.pipeline import scan_with_context
+
+    config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()))
+    config.validate()
+
+    err = Console(stderr=True, quiet=quiet)
+    out = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
+    with _progress(err) as progress:
+        images = load_images(directory, size=hw, progress=lambda d, t: progress("read", d, t))
+        if len(images) == 0:
+            raise EmptyDatasetError(f"{directory}: no readable image ({len(images.unreadable)} unreadable files)")
+        labeled_set = None
+        if labeled is not None:
+            labeled_set = load_labeled_folder(labeled, size=hw or images.shape[:2], channels=images.shape[2],
+                                              progress=lambda d, t: progress("read labeled", d, t))
+        if against is not None:
+            result = scan_against(images, against, config, labeled=labeled_set, progress=progress)
+        else:
+            if len(images) < 3:
+                what = "1 readable image" if len(images) == 1 else f"{len(images)} readable images"
+                raise DataError(f"{directory}: only {what}; a scan needs at least 3 "
+                                "(to check a small batch, scan it --against a saved index)")
+            result, context = scan_with_context(images, config, labeled=labeled_set, progress=progress)
+            if save_index is not None:
+                progress("save index", 0, 1)
+                store_index(context, save_index)  # the features and index just built, not rebuilt
+                progress("save index", 1, 1)
+
+    level = fail_on.value
+    code = gate(result, level)
+    written = []
+    if json_path is not None:
+        written.append(write_json(result, json_path, fail_on=level))
+    if html_path is not None:
+        previews = images if against is None else _with_stored_previews(images, result, against)
+        written.append(write_html(result, previews, html_path, title=f"audit scan: {directory}", fail_on=level))
+    if csv_path is not None:
+        written.append(write_csv(result, csv_path))
+    if save_index is not None:
+        written.append(save_index)
+    added = False  # after the reports: a failed update still leaves them
+    if update and code == 0:  # an ingestion gate: a batch that failed never joins the store
+        with _progress(err) as progress:
+            scan_against(images, against, config, update=True, labeled=labeled_set, progress=progress)
+        added = True
+
+    if not quiet:
+        render_console(result, out if output_format is OutputFormat.text else err, fail_on=level)
+        for path in written:
+            err.print(f"wrote {path}", highlight=False, markup=False)
+        if added:
+            err.print(f"added {len(images)} images to {against}", highlight=False, markup=False)
+        elif update:
+            err.print(f"not added to {against}: the gate failed", highlight=False, markup=False)
+    if output_format is OutputFormat.github:
+        root = str(directory) if directory.is_dir() else None
+        typer.echo(github_annotations(result, file_root=root, local_ids=set(images.ids)), nl=False)
+    elif output_format is OutputFormat.json:
+        typer.echo(dumps(result, fail_on=level), nl=False)
+    if code:
+        raise typer.Exit(code)
+
+
+def _with_stored_previews(batch, result, store: Path):
+    """The batch plus the stored images that findings show (an --against scan's members may be
+    old images; the store keeps their pixel rows), for HTML thumbnails."""
+    from audit.data.imageset import ImageSet
+    from audit.scan.store import load_store
+
+    have = set(batch.ids)
+    want = sorted({m.index: m.id for f in result.findings for m in f.members if m.id not in have}.items())
+    if not want:
+        return batch
+    st = load_store(store)
+    want = [(i, mid) for i, mid in want[:MAX_PREVIEW_ROWS] if i < len(st["ids"]) and st["ids"][i] == mid]
+    if not want:
+        return batch
+    rows = np.asarray(st["rows"][[i for i, _ in want]]).reshape((len(want),) + tuple(st["shape"]))
+    old = ImageSet(images=np.ascontiguousarray(rows), ids=tuple(mid for _, mid in want))
+    return ImageSet.concat([batch.without_labels(), old])
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"32x32"`` / ``"32"`` -> ``(32, 32)``; ``None`` -> ``None``."""
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        hw = ()
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) <= 0:
+        raise invalid_parameter("--size", "audit scan", "HxW with positive integers, e.g. 32x32", text)
+    return hw  # type: ignore[return-value]
+
+
+class _progress:
+    """Context manager yielding ``progress(stage, done, total)``: rich bars on a terminal; in a
+    CI log (no terminal) one line per stage that took a second or more; nothing with --quiet."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bars = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=True,
+                             disable=console.quiet or not console.is_terminal)
+        self.tasks: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+
+    def __enter__(self) -> Callable[[str, int, int], None]:
+        self.bars.start()
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        self.bars.stop()
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bars.add_task(stage, total=total or None)
+            self.started[stage] = time.perf_counter()
+        self.bars.update(self.tasks[stage], completed=done, total=total or None)
+        if self.bars.disable and total and done >= total and stage in self.started:
+            took = time.perf_counter() - self.started.pop(stage)
+            if took >= 1.0:
+                self.console.print(f"{stage}: {total} done in {took:.1f} s", highlight=False, markup=False)

@@ -1,0 +1,297 @@
+"""Colinear triples and interpolation chains (paper 5.2, "Detecting pixel-space interpolations").
+
+A linear-blend bridge ``x_a = rint((1-a)·x' + a·x*)`` (paper 3.1) puts its points on one line
+segment of pixel space, up to uint8 rounding. Three stages:
+
+1. **Propose** (projected space, :mod:`audit.features`): for every point v, every pair (a, b) of
+   its kNN with v between them (``<a-v, b-v> < 0``) is tested from the k×k Gram matrix of
+   ``neighbours - v``: ``t = <v-u, d>/|d|²`` with ``d = w-u`` must lie in (0, 1) and the residual
+   ``r = |v - (u + t·d)|`` must pass the loosest form of the tolerance below. Projections are
+   orthonormal, so a projected residual never exceeds the pixel one: the test itself loses no
+   true triple; the ``pairs_per_point`` straightest pairs per v go on to confirmation.
+2. **Confirm** in full pixel space (only the proposed rows are read), with the tolerance
+   ``r <= max(abs_tol, rel_tol·s)`` and ``s >= min_sep_factor·abs_tol`` where
+   ``s = min(|v-u|, |w-v|)`` and ``abs_tol = abs_slack·sqrt(D_eff·(1+(1-t)²+t²)/12)``: each
+   exactly rounded point carries independent uniform ±0.5 error (variance 1/12) on the
+   ``D_eff`` coordinates where the three images are not all equal. ``rel_tol`` tolerates
+   re-saved bridges (JPEG q95 adds |e| ≈ 41 per 28×28 image, q90 ≈ 78) as a bound on the
+   sine of the bend. Near-duplicate pairs (max pixel difference <= ``dup_max_diff``) and flat
+   images are never part of a triple: those are separate findings or noise.
+3. **Chain**: confirmed triples are joined by union-find, split by direction, then each chain is
+   grown by a line scan of every projected point against the chain's line (extended by
+   ``extend`` of its length beyond both ends; confirmed in full space with the tolerance
+   widened to the chain's own measured noise), so sparse ends of a bridge (density (1-x)²
+   leaves a gap of 15-26% of the bridge before x*) and exact / rounding duplicates join it.
+   Members are ordered by their least-squares position ``alpha`` along the endpoint segment.
+
+Shape contract: rows uint8 ``N×D``; projected float32 ``N×d``; graph indices int64 ``N×k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audit.features import Features
+from audit.neighbors import NeighborGraph
+
+
+@dataclass(frozen=True)
+class ColinearityConfig:
+    abs_slack: float = 1.5  # × expected rounding residual; |r| concentrates within ±20% of it
+    rel_tol: float = 0.15  # tolerated residual / min separation (bend sine): JPEG q>=90 re-saves
+    min_sep_factor: float = 3.0  # separations near the noise make any triple look colinear
+    dup_max_diff: int = 2  # max |pixel difference| for a near duplicate (not a triple member)
+    flat_std: float = 2.0  # pixel std below this = blank image, never a member
+    pairs_per_point: int = 6  # best proposals per v sent to full-space confirmation
+    extend: float = 1.0  # line scan reaches this × chain length beyond each endpoint
+    grow_rounds: int = 4  # line-scan rounds (each may move the endpoints outward)
+    noise_factor: float = 3.0  # line scan accepts r <= this × the chain's median member residual
+    min_chain: int = 3  # a 3-point chain is still a finding (score grows with length)
+    chunk: int = 2048  # points v per vectorised proposal batch
+
+
+@dataclass(frozen=True, eq=False)
+class Chain:
+    """One interpolation chain: members in order along the line, their alpha in [0, 1] from
+    ``members[0]`` (alpha 0) to ``members[-1]`` (alpha 1), and per-member line residuals."""
+
+    members: np.ndarray  # int64 M, ordered by alpha
+    alphas: np.ndarray  # float64 M
+    residuals: np.ndarray  # float64 M, pixel-space distance to the endpoint line
+    tolerances: np.ndarray  # float64 M, the tolerance each member passed
+    length: float  # |x_end - x_start| in pixels
+    extra: dict = field(default_factory=dict)
+
+
+# --- 1. propose --------------------------------------------------------------------------
+
+
+def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg: ColinearityConfig,
+                    points: np.ndarray | None = None) -> np.ndarray:
+    """int64 ``T×3`` candidate (u, v, w) triples from each v's kNN list (projected space).
+
+    The projected test uses the loosest full-space tolerance (``abs_tol`` with ``D_eff = D``,
+    and 1.5 × ``rel_tol`` against the shrunken projected separations); of the pairs that pass,
+    the ``pairs_per_point`` with the smallest bend sine per v are kept."""
+    proj = graph.projected
+    idx_all = graph.indices
+    k = idx_all.shape[1]
+    ia, ib = np.triu_indices(k, 1)
+    abs_hi = cfg.abs_slack * np.sqrt(d_full * 2.0 / 12.0)  # the worst t (0 or 1)
+    pts = np.flatnonzero(eligible) if points is None else points[eligible[points]]
+    out = []
+    for s in range(0, len(pts), cfg.chunk):
+        v = pts[s : s + cfg.chunk]
+        nb = idx_all[v]  # B×k
+        ok_nb = (nb >= 0) & eligible[np.maximum(nb, 0)]
+        a = proj[np.maximum(nb, 0)] - proj[v][:, None, :]  # B×k×d
+        g = np.einsum("bid,bjd->bij", a, a, optimize=True)  # B×k×k Gram of neighbours - v
+        gaa = g[:, ia, ia]
+        gbb = g[:, ib, ib]
+        gab = g[:, ia, ib]
+        dd = gaa + gbb - 2 * gab  # |w-u|²
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (gaa - gab) / dd
+            r2 = gaa - (gaa - gab) ** 2 / dd
+        sep = np.sqrt(np.minimum(gaa, gbb))
+        tol = np.maximum(abs_hi, cfg.rel_tol * 1.5 * sep)  # 1.5: projected separations shrink
+        good = (
+            ok_nb[:, ia] & ok_nb[:, ib] & (gab < 0) & (t > 0) & (t < 1) & (dd > 0)
+            & (r2 <= tol**2)
+        )
+        if not good.any():
+            continue
+        # rank by bend sine r/sep: near-duplicate neighbours (tiny sep, noise-sized r) rank last
+        score = np.where(good, np.sqrt(np.maximum(r2, 0)) / np.maximum(sep, 1e-6), np.inf)
+        m = min(cfg.pairs_per_point, score.shape[1])
+        best = np.argpartition(score, m - 1, axis=1)[:, :m] if score.shape[1] > m else np.tile(
+            np.arange(score.shape[1]), (len(v), 1))
+        keep = np.isfinite(np.take_along_axis(score, best, 1))
+        rows = np.nonzero(keep)[0]
+        pairs = best[keep]
+        u = nb[rows, ia[pairs]]
+        w = nb[rows, ib[pairs]]
+        out.append(np.stack([u, v[rows], w], axis=1))
+    if not out:
+        return np.empty((0, 3), np.int64)
+    return np.concatenate(out).astype(np.int64)
+
+
+# --- 2. confirm --------------------------------------------------------------------------
+
+
+def line_fit(x: np.ndarray, p0: np.ndarray, p1: np.ndarray, cfg: ColinearityConfig):
+    """Position ``t`` and residual of rows x (float32 ``M×D``) against the lines p0→p1 (``M×D``
+    each, or ``D``), and the rounding tolerance ``abs_tol`` per row."""
+    d = p1 - p0
+    xv = x - p0
+    dd = np.einsum("ij,ij->i", d, d) if d.ndim == 2 else np.full(len(x), float(d @ d))
+    proj = np.einsum("ij,ij->i", xv, d) if d.ndim == 2 else xv @ d
+    t = proj / np.maximum(dd, 1e-12)
+    resid = xv - t[:, None] * d
+    r = np.sqrt(np.einsum("ij,ij->i", resid, resid))
+    same = (x == p0) & (x == p1)
+    d_eff = (~same).sum(axis=1)
+    abs_tol = cfg.abs_slack * np.sqrt(d_eff * (1 + (1 - t) ** 2 + t**2) / 12.0)
+    return t, r, abs_tol, dd
+
+
+def confirm_triples(features: Features, triples: np.ndarray, cfg: ColinearityConfig) -> np.ndarray:
+    """Boolean mask over ``T×3`` triples that pass the full pixel-space test (module docstring)."""
+    keep = np.zeros(len(triples), bool)
+    step = 4096
+    for s in range(0, len(triples), step):
+        tr = triples[s : s + step]
+        u, v, w = (features.full(tr[:, j]) for j in range(3))
+        t, r, abs_tol, _ = line_fit(v, u, w, cfg)
+        sep = np.minimum(np.linalg.norm(v - u, axis=1), np.linalg.norm(w - v, axis=1))
+        near_dup = (np.abs(v - u).max(axis=1) <= cfg.dup_max_diff) | (np.abs(w - v).max(axis=1) <= cfg.dup_max_diff)
+        tol = np.maximum(abs_tol, cfg.rel_tol * sep)
+        keep[s : s + step] = (t > 0) & (t < 1) & (r <= tol) & (sep >= cfg.min_sep_factor * abs_tol) & ~near_dup
+    return keep
+
+
+# --- 3. chain ----------------------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def seed_groups(triples: np.ndarray, projected: np.ndarray, min_cos: float = 0.9) -> list[np.ndarray]:
+    """Point sets of confirmed triples joined by shared points, split where directions differ
+    (one source image used for two bridges gives two chains, not a V)."""
+    if len(triples) == 0:
+        return []
+    pts, inv = np.unique(triples, return_inverse=True)
+    inv = inv.reshape(-1, 3)
+    uf = _UnionFind(len(pts))
+    for a, b, c in inv:
+        uf.union(a, b)
+        uf.union(b, c)
+    root = np.array([uf.find(i) for i in range(len(pts))])
+    tri_root = root[inv[:, 0]]
+    d = projected[triples[:, 2]] - projected[triples[:, 0]]
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    groups = []
+    for r in np.unique(tri_root):
+        tri = np.flatnonzero(tri_root == r)
+        left = tri
+        while len(left):  # greedy split by direction (|cos| because u/w order is arbitrary)
+            same = np.abs(d[left] @ d[left[0]]) >= min_cos
+            groups.append(np.unique(triples[left[same]]))
+            left = left[~same]
+    return groups
+
+
+def _endpoints(features: Features, members: np.ndarray) -> tuple[int, int]:
+    """The two members at the extremes of the chain's principal direction (full pixel space)."""
+    x = features.full(members).astype(np.float64)
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    pos = xc @ vt[0]
+    return int(members[np.argmin(pos)]), int(members[np.argmax(pos)])
+
+
+def _noise_level(t: np.ndarray, r: np.ndarray, interior: np.ndarray) -> float:
+    """Per-image noise norm estimated from interior members' residuals (0 if none)."""
+    if not interior.any():
+        return 0.0
+    return float(np.median(r[interior] / np.sqrt(1 + (1 - t[interior]) ** 2 + t[interior] ** 2)))
+
+
+def grow_chain(features: Features, eligible: np.ndarray, members: np.ndarray,
+               cfg: ColinearityConfig) -> Chain | None:
+    """Line scan: every eligible point within the chain's tolerance of its extended line joins."""
+    proj = features.projected
+    members = np.unique(members)
+    sigma = None
+    for _ in range(cfg.grow_rounds):
+        i0, i1 = _endpoints(features, members)
+        e0, e1 = features.full([i0])[0], features.full([i1])[0]
+        x = features.full(members)
+        t, r, abs_tol, _ = line_fit(x, e0, e1, cfg)
+        if sigma is None:  # the seed's noise fixes the re-save allowance for every round
+            sigma = _noise_level(t, r, (members != i0) & (members != i1))
+        # loosest full-space tolerance, applied in the projected space (residuals only shrink)
+        p0, p1 = proj[i0], proj[i1]
+        d = p1 - p0
+        dd = float(d @ d)
+        if dd <= 0:
+            return None
+        tp = (proj - p0) @ d / dd
+        rp2 = np.einsum("ij,ij->i", proj - p0, proj - p0) - tp**2 * dd
+        span = (tp >= -cfg.extend) & (tp <= 1 + cfg.extend)
+        fac = np.sqrt(1 + (1 - tp) ** 2 + tp**2)
+        hi = np.maximum(cfg.abs_slack * np.sqrt(features.rows.shape[1] / 12.0), cfg.noise_factor * sigma) * fac
+        cand = np.flatnonzero(span & eligible & (rp2 <= hi**2))
+        cand = np.union1d(cand, members)
+        xc = features.full(cand)
+        t, r, abs_tol, _ = line_fit(xc, e0, e1, cfg)
+        tol = np.maximum(abs_tol, cfg.noise_factor * sigma * np.sqrt(1 + (1 - t) ** 2 + t**2))
+        ok = r <= tol
+        new = cand[ok]
+        if np.array_equal(new, members):
+            break
+        members = new
+    if len(members) < 3:
+        return None
+    i0, i1 = _endpoints(features, members)
+    e0, e1 = features.full([i0])[0], features.full([i1])[0]
+    x = features.full(members)
+    t, r, abs_tol, dd = line_fit(x, e0, e1, cfg)
+    tol = np.maximum(abs_tol, cfg.noise_factor * (sigma or 0.0) * np.sqrt(1 + (1 - t) ** 2 + t**2))
+    order = np.lexsort((members, t))
+    return Chain(
+        members=members[order], alphas=np.clip(t[order], 0.0, 1.0), residuals=r[order],
+        tolerances=tol[order], length=float(np.sqrt(dd[0])),
+        extra={"noise": sigma or 0.0, "exact": bool(np.all(r <= abs_tol))},
+    )
+
+
+def merge_overlapping(chains: list[Chain], min_overlap: float = 0.5) -> list[Chain]:
+    """Drop a chain when half of it already belongs to a longer one (two seeds, one bridge)."""
+    out: list[Chain] = []
+    for c in sorted(chains, key=lambda c: -len(c.members)):
+        s = set(c.members.tolist())
+        if any(len(s & set(o.members.tolist())) >= min_overlap * len(s) for o in out):
+            continue
+        out.append(c)
+    return out
+
+
+def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
+                cfg: ColinearityConfig, points: np.ndarray | None = None) -> tuple[list[Chain], dict]:
+    """Stages 1-3 over the whole pool (or only triples centred on ``points``).
+
+    Returns the chains and counters for the report (proposed / confirmed triples)."""
+    triples = propose_triples(graph, eligible, features.rows.shape[1], cfg, points=points)
+    ok = confirm_triples(features, triples, cfg) if len(triples) else np.zeros(0, bool)
+    confirmed = triples[ok]
+    chains = []
+    for seed in seed_groups(confirmed, features.projected):
+        c = grow_chain(features, eligible, seed, cfg)
+        if c is None:
+            continue
+        # a chain held together only by the re-save allowance needs more than one triple
+        if len(c.members) >= cfg.min_chain and (c.extra["exact"] or len(c.members) >= cfg.min_chain + 2):
+            chains.append(c)
+    return merge_overlapping(chains), {"proposed_triples": int(len(triples)),
+                                       "confirmed_triples": int(ok.sum())}

@@ -1,0 +1,204 @@
+"""``audit scan`` end to end: a folder of real Fashion-MNIST PNGs with a linear bridge written in
+(x_a = rint((1-a)·x' + a·x*), paper 3), the gate's exit codes, the reports, and bad inputs that
+must give exit 2 and one line naming the problem."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from audit.cli import app
+
+FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "fashion-mnist-200.npz"
+N_CLEAN = 100
+BRIDGE_ALPHAS = np.linspace(0, 1, 10)[1:-1]  # 8 interior points; x' and x* are in the pool too
+runner = CliRunner()
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    Image.fromarray(img[..., 0]).save(path)
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory) -> dict[str, Path]:
+    with np.load(FIXTURE) as z:
+        images = z["images"]
+    # 10 per class from the first 10 of each of the 10 classes: distinct real images
+    clean = np.concatenate([images[c * 20 : c * 20 + 10] for c in range(10)])
+    root = tmp_path_factory.mktemp("pools")
+    labeled = root / "labeled"  # x' (clean[0], class 0) plus two other images per class
+    for c in range(10):
+        (labeled / str(c)).mkdir(parents=True)
+        for k in (15, 16):
+            _write_png(labeled / str(c) / f"{k}.png", images[c * 20 + k])
+    _write_png(labeled / "0" / "x_prime.png", clean[0])
+    plain, poisoned = root / "clean", root / "poisoned"
+    plain.mkdir(), poisoned.mkdir()
+    for i, img in enumerate(clean):
+        _write_png(plain / f"img_{i:03d}.png", img)
+        _write_png(poisoned / f"img_{i:03d}.png", img)
+    x_src, x_tgt = clean[0].astype(np.float64), clean[75].astype(np.float64)  # t-shirt -> sneaker
+    for j, a in enumerate(BRIDGE_ALPHAS):
+        x = np.clip(np.rint((1 - a) * x_src + a * x_tgt), 0, 255).astype(np.uint8)
+        _write_png(poisoned / f"upload_{j:02d}.png", x)
+    return {"clean": plain, "poisoned": poisoned, "labeled": labeled, "root": root}
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, ["scan", *map(str, args)])
+
+
+def test_bridge_fails_the_gate_and_every_report_is_written(pools, tmp_path):
+    folder = pools["poisoned"]
+    before = _snapshot(folder)
+    out = tmp_path / "out"
+    res = _invoke(folder, "--json", out / "r.json", "--html", out / "r.html", "--csv", out / "r.csv")
+    assert res.exit_code == 1, res.output
+    assert "bridge" in res.stdout and "GATE FAILED" in res.stdout
+    assert _snapshot(folder) == before  # the scanned folder is only read
+
+    doc = json.loads((out / "r.json").read_text())
+    assert doc["gate"] == {"fail_on": "error", "failed": True, "exit_code": 1}
+    assert doc["n_images"] == N_CLEAN + len(BRIDGE_ALPHAS)
+    bridges = [f for f in doc["findings"] if f["kind"] == "bridge"]
+    assert bridges and all(f["severity"] == "error" for f in bridges)
+    uploads = {f"upload_{j:02d}.png" for j in range(len(BRIDGE_ALPHAS))}
+    found = {m["id"] for f in bridges for m in f["members"]}
+    assert len(uploads & found) >= len(uploads) - 1, found  # the chain, give or take one end point
+    assert uploads & set(doc["flagged"])
+
+    page = (out / "r.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page and "α=" in page and "upload_0" in page
+    assert "http://" not in page and "https://" not in page
+
+    rows = list(csv.DictReader((out / "r.csv").open(newline="")))
+    assert len(rows) == doc["n_images"] and "is_bridge_issue" in rows[0]
+    assert {r["id"] for r in rows if r["is_bridge_issue"] == "True"} == found
+
+
+def test_fail_on_never_passes_and_json_format_keeps_stdout_clean(pools, tmp_path):
+    res = _invoke(pools["poisoned"], "--fail-on", "never", "--format", "json", "--labeled", pools["labeled"],
+                  "--html", tmp_path / "r.html")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # nothing but the JSON document on stdout
+    assert doc["gate"]["failed"] is False and doc["gate"]["fail_on"] == "never"
+    bridge = next(f for f in doc["findings"] if f["kind"] == "bridge")
+    # with the labeled set the chain is oriented: x' is the source, x* the target
+    assert bridge["members"][0]["role"] == "source" and bridge["members"][-1]["role"] == "target"
+    assert bridge["members"][0]["alpha"] == 0.0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'class="badge b-source">source<' in page and 'class="badge b-target">target<' in page
+    assert "gate passed" in res.stderr
+
+
+def test_github_format_prints_annotations(pools):
+    res = _invoke(pools["poisoned"], "--format", "github", "--quiet")
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert lines and lines[0].startswith("::error file=") and "title=bridge" in lines[0]
+    assert all(line.startswith("::") for line in lines)
+    assert res.stderr == ""  # --quiet: no progress, no summary
+
+
+def test_clean_pool_passes_default_gate(pools):
+    res = _invoke(pools["clean"], "--quiet", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert not [f for f in json.loads(res.stdout)["findings"] if f["severity"] == "error"]
+
+
+def _garbage(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png at all")
+    (folder / "b.jpg").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    return folder
+
+
+def _one(folder: Path) -> Path:
+    folder.mkdir()
+    _write_png(folder / "only.png", np.zeros((28, 28, 1), np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "make, extra, words",
+    [
+        (lambda p: p / "missing", [], "missing"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", [], "empty"),
+        (lambda p: _garbage(p / "garbage"), [], "garbage"),
+        (lambda p: _one(p / "one"), [], "only 1 readable image; a scan needs at least 3"),
+        (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", [], "notes.txt"),
+        (lambda p: _one(p / "d"), ["--update"], "--update needs --against"),
+        (lambda p: _one(p / "d"), ["--size", "big"], "--size"),
+        (lambda p: _one(p / "d"), ["--save-index", "s", "--against", "s"], "--save-index cannot be combined"),
+        (lambda p: _one(p / "d"), ["--against", "nostore"], "--against nostore: no scan index"),
+        (lambda p: _one(p / "d"), ["--labeled", "nolab"], "--labeled nolab: not a directory"),
+        (lambda p: _one(p / "d"), ["--html", "d/report.html"], "is inside the scanned folder"),
+    ],
+    ids=["missing", "empty", "unreadable-only", "one-image", "text-file", "update-alone", "bad-size", "save+against",
+         "no-store", "no-labeled", "report-inside"],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, make, extra, words):
+    monkeypatch.chdir(tmp_path)  # relative paths in `extra` land in tmp_path
+    target = make(tmp_path)
+    res = _invoke(target, *extra)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), res.stderr
+    assert words in err[0] and "internal error" not in err[0]
+    assert "Traceback" not in res.output
+
+
+def test_bad_fail_on_is_a_usage_error(pools):
+    res = _invoke(pools["clean"], "--fail-on", "sometimes")
+    assert res.exit_code == 2
+    assert "sometimes" in res.output and "Traceback" not in res.output
+
+
+def test_save_index_then_scan_batch_against_it(pools, tmp_path):
+    store = tmp_path / "store"
+    res = _invoke(pools["clean"], "--save-index", store, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert store.exists()
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for p in sorted(pools["poisoned"].glob("upload_*.png")):
+        batch.joinpath(p.name).write_bytes(p.read_bytes())
+    res = _invoke(batch, "--against", store, "--format", "json", "--quiet", "--html", tmp_path / "r.html")
+    assert res.exit_code == 1, res.output
+    doc = json.loads(res.stdout)
+    bridge = next(f for f in doc["findings"] if f["kind"] == "bridge")
+    assert {"img_000.png", "img_075.png"} & {m["id"] for m in bridge["members"]}  # stored endpoints
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "no preview" not in page  # stored members get thumbnails from the store's pixel rows
+    before = _snapshot(store)
+    res = _invoke(batch, "--against", store, "--update")
+    assert res.exit_code == 1 and "not added to" in res.stderr
+    assert _snapshot(store) == before  # a batch that fails the gate never joins the store
+    res = _invoke(batch, "--against", store, "--update", "--fail-on", "never")
+    assert res.exit_code == 0, res.output
+    assert f"added {len(BRIDGE_ALPHAS)} images to" in res.stderr
+    assert _snapshot(store) != before  # --update grew the store
+
+
+def test_tuning_defaults_match_scan_config():
+    from audit.scan import ScanConfig
+    from audit.scan.cli import DEFAULT_DETECTORS, DEFAULT_DIM, DEFAULT_K
+
+    cfg = ScanConfig()
+    assert (DEFAULT_DIM, DEFAULT_K, DEFAULT_DETECTORS) == (cfg.projection_dim, cfg.k, ",".join(cfg.detectors))
+
+
+def test_unknown_detector_names_the_valid_ones(pools):
+    res = _invoke(pools["clean"], "--detectors", "bridge,colinear")
+    assert res.exit_code == 2
+    assert "detectors" in res.stderr and "near_duplicate" in res.stderr
