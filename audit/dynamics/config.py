@@ -1,0 +1,71 @@
+"""The dynamics audit's configuration and the shape every score returns (paper 5.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audit.dynamics.knn import METHODS
+from audit.errors import invalid_parameter
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    score: str = "influence"  # a key of audit.dynamics.scoring.SCORES; "influence" is the paper's
+    neighbors: int = 5  # paper 5.3 averages the 5 closest; "values from 2 to 10 perform similarly"
+    window: tuple[int, int] | None = None  # record indices (a, b) inclusive; None = all records
+    knn: str = "auto"  # exact "flat" up to 20k examples, "ivf" above (measured recall: docs/dynamics.md)
+    pca_dim: int = 64  # projection dims of the pca/ivf/certified searches (knn.py); 128 raises recall, ~1.5x time
+    candidates: int = 64  # rows reranked with exact full-D distances per query (pca/ivf/certified)
+    lag_max: int = 3  # lagged-influence: lags ±1..±lag_max records (finer cadence -> larger lags)
+    flip_window: float = 2.0  # flip-chain: a predecessor flips at most this many records earlier (scale with cadence)
+    chain_neighbors: int = 10  # flip-chain: predecessors are looked for among this many trajectory neighbours
+    late_quantile: float = 0.5  # flip-chain: a flip is "late" after this quantile of its class's flips
+    z: float = 3.5  # flag at robust z > 3.5 (Iglewicz & Hoaglin's modified z-score cut-off)
+    min_scale: float | None = None  # floor on the robust spread (log units); None = the score's own (scoring.SCORES)
+    max_flagged: int | None = None  # review budget: keep at most this many of the flagged (None = no cap)
+    seed: int = 0  # PCA row sample and IVF k-means of the approximate searches
+
+    def __post_init__(self) -> None:
+        owner = "DynamicsConfig"
+        if not isinstance(self.neighbors, int) or self.neighbors < 1:
+            raise invalid_parameter("neighbors", owner, "an int >= 1", self.neighbors)
+        if self.window is not None:
+            w = self.window
+            if not (isinstance(w, (tuple, list)) and len(w) == 2 and all(isinstance(i, int) for i in w)
+                    and 0 <= w[0] < w[1]):
+                raise invalid_parameter("window", owner, "None or a pair of record indices (a, b) with 0 <= a < b", w)
+        if self.knn not in METHODS:
+            raise invalid_parameter("knn", owner, f"one of {', '.join(METHODS)}", self.knn)
+        for name in ("pca_dim", "candidates", "lag_max", "chain_neighbors"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise invalid_parameter(name, owner, "an int >= 1", v)
+        if not (self.flip_window > 0):
+            raise invalid_parameter("flip_window", owner, "a float > 0 (records)", self.flip_window)
+        if not (0.0 <= self.late_quantile < 1.0):
+            raise invalid_parameter("late_quantile", owner, "a float in [0, 1)", self.late_quantile)
+        if not (self.z > 0):
+            raise invalid_parameter("z", owner, "a float > 0", self.z)
+        if self.min_scale is not None and not (self.min_scale >= 0):
+            raise invalid_parameter("min_scale", owner, "a float >= 0", self.min_scale)
+        if self.max_flagged is not None and (not isinstance(self.max_flagged, int) or self.max_flagged < 1):
+            raise invalid_parameter("max_flagged", owner, "None or an int >= 1", self.max_flagged)
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreOutput:
+    """What a dynamics score returns for N examples.
+
+    ``value`` float64 N: the measure in its own units (for ``influence``, the paper's avg
+    influence: LOW = suspicious); ``suspicion`` float64 N on a log scale, HIGH = suspicious
+    (what the flagging rule reads); ``neighbors`` int64 N×k: each example's closest influencers
+    (-1 pads), which link flagged examples into attack instances."""
+
+    name: str
+    value: np.ndarray
+    suspicion: np.ndarray
+    neighbors: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)

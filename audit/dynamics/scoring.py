@@ -1,0 +1,100 @@
+"""Score recorded predictions, flag outliers, report attack instances (paper 5.3).
+
+``SCORES`` is the registry of dynamics scores (``score(probs N×K×C, config) -> ScoreOutput``):
+
+* ``influence``: the paper's avg influence, exactly (:mod:`audit.dynamics.influence`);
+* ``lagged-influence``: the share of an example's motion another example repeats at a delay;
+* ``flip-chain``: length of the staircase of late same-class flips through an example
+  (links among trajectory neighbours, or pixel neighbours when features are given).
+
+Flagging rule (never "top k" alone, so a clean pool can pass): on the log-scale suspicion s,
+flag ``s > median(s) + z · max(1.4826 · MAD(s), min_scale)``. The median/MAD are robust to the
+poison itself (0.1% of the pool); ``z = 3.5`` is Iglewicz & Hoaglin's outlier cut-off;
+``min_scale`` (per score, see ``ScoreSpec``) stops a pool whose scores are all alike (MAD ~ 0)
+from flagging its noise. An
+optional review budget ``max_flagged`` keeps only the most suspicious of those flagged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from audit.dynamics.config import DynamicsConfig, ScoreOutput
+from audit.dynamics.flipchain import flip_chain
+from audit.dynamics.influence import avg_influence, lagged_influence
+from audit.dynamics.instances import build_instances
+from audit.dynamics.predictions import Predictions
+from audit.findings import AuditResult
+from audit.registry import Registry
+
+# score(probs N×K×C, config, features N×d or None) -> ScoreOutput; scores that use no pixels ignore them
+ScoreFn = Callable[[np.ndarray, DynamicsConfig, "np.ndarray | None"], ScoreOutput]
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A registered score and the spread floor its suspicion scale needs (``min_scale`` when
+    the config leaves it None)."""
+
+    fn: ScoreFn
+    min_scale: float
+
+
+SCORES: Registry[ScoreSpec] = Registry("dynamics score")
+# log-influence of a clean pool spreads over ~1 nat; 0.25 keeps ratios < e^(3.5·0.25) = 2.4x quiet
+SCORES.register("influence", ScoreSpec(avg_influence, 0.25))
+SCORES.register("lagged-influence", ScoreSpec(lagged_influence, 0.25))
+# log(chain length): clean chains have median 1 (MAD 0) and a long tail; 1.0 flags chains
+# longer than e^3.5 ≈ 33 links at z = 3.5 (a bridge needs tens of points: paper 3.2.7)
+SCORES.register("flip-chain", ScoreSpec(flip_chain, 1.0))
+
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+def flag_outliers(suspicion: np.ndarray, config: DynamicsConfig = DynamicsConfig()) -> tuple[np.ndarray, float]:
+    """``(flagged bool N, threshold)`` by the robust rule in the module doc (``min_scale`` None
+    reads the default of ``config.score``)."""
+    min_scale = SCORES.get(config.score).min_scale if config.min_scale is None else config.min_scale
+    s = np.asarray(suspicion, dtype=np.float64)
+    finite = np.isfinite(s)
+    if not finite.any():
+        return np.zeros(len(s), dtype=bool), float("inf")
+    med = float(np.median(s[finite]))
+    mad = float(np.median(np.abs(s[finite] - med))) * MAD_TO_SIGMA
+    threshold = med + config.z * max(mad, min_scale)
+    flagged = finite & (s > threshold)
+    if config.max_flagged is not None and flagged.sum() > config.max_flagged:
+        top = np.argsort(-np.where(flagged, s, -np.inf), kind="stable")[: config.max_flagged]
+        flagged = np.zeros(len(s), dtype=bool)
+        flagged[top] = True
+    return flagged, threshold
+
+
+def score_predictions(pred: Predictions, config: DynamicsConfig = DynamicsConfig(), *,
+                      features: np.ndarray | None = None, root: str = "") -> AuditResult:
+    """Score every example, flag outliers, group them into attack instances.
+
+    ``scores["dynamics"]`` is the per-image suspicion (float64 N, higher = more suspicious;
+    for ``influence`` it is ``-log(avg influence)``). ``features`` (float N×d, rows in
+    ``pred.ids`` order, e.g. ``images.pixels()``) is used only by scores that take a pixel term."""
+    score = SCORES.get(config.score).fn
+    timings: dict[str, float] = {}
+    if config.window is not None:
+        pred = pred.window(*config.window)
+    t0 = time.perf_counter()
+    out = score(pred.probs, config, features)
+    timings["score"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    flagged, threshold = flag_outliers(out.suspicion, config)
+    findings = build_instances(pred, out, flagged, threshold)
+    timings["instances"] = time.perf_counter() - t0
+    params = dataclasses.asdict(config)
+    params.update(threshold=threshold, n_flagged=int(flagged.sum()), records=pred.num_records,
+                  steps=[int(pred.steps[0]), int(pred.steps[-1])], search=out.stats)
+    return AuditResult(tool="dynamics", root=root or pred.source, ids=pred.ids, findings=findings,
+                       scores={"dynamics": out.suspicion.astype(np.float64)}, params=params, timings=timings)
