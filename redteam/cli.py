@@ -1,15 +1,19 @@
-"""The ``redteam`` command: ``inject`` (poison a dataset), later ``bench``."""
+"""The ``redteam`` command: ``inject`` (poison a dataset), ``train-gan`` (the generator of the
+paper's 4.2 attack), later ``bench``."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
 from audit.cli import new_app
+from audit.errors import InvalidParameterError, UnknownNameError
 from redteam.attacks import ATTACKS
 from redteam.density import DEFAULT_DENSITY, DENSITIES
 
@@ -23,6 +27,58 @@ _DENSITY_HELP = (
 
 
 _Opt = typer.Option
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _param_keys(attack: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(ATTACKS.get(attack).Config)]
+
+
+_PARAM_HELP = (
+    "Set a field of the attack's config, KEY=VALUE (repeatable), e.g. -p sigma=4 -p kind=uniform. Keys: "
+    + "; ".join(f"{a}: {', '.join(_param_keys(a)) or '(none)'}" for a in ATTACKS)
+    + ". Defaults and meaning: docs/attacks.md."
+)
+
+
+def _convert(value: str, kind: Any, key: str, owner: str) -> Any:
+    """``value`` as the field type ``kind`` (int, float, bool or str)."""
+    try:
+        if kind is bool:
+            low = value.strip().lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError
+            return low in _TRUE
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+    except ValueError:
+        allowed = {bool: "true or false", int: "an int", float: "a float"}[kind]
+        raise InvalidParameterError(f"The '{key}' parameter of {owner} must be {allowed}. Got {value!r} instead.") \
+            from None
+    return value
+
+
+def attack_config(attack: str, params: Sequence[str]) -> Any:
+    """The attack's frozen Config from ``KEY=VALUE`` strings, each value converted to its field's
+    type and then validated by the Config itself; None when ``params`` is empty (defaults)."""
+    cls = ATTACKS.get(attack)
+    if not params:
+        return None
+    hints = typing.get_type_hints(cls.Config)
+    keys = _param_keys(attack)
+    values: dict[str, Any] = {}
+    for item in params:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise InvalidParameterError(f"The '--param' option of inject must be KEY=VALUE. Got {item!r} instead.")
+        if key not in keys:
+            valid = ", ".join(keys) if keys else f"none (the {attack} attack has no parameters)"
+            raise UnknownNameError(f"Unknown parameter '{key}' of attack '{attack}'. Valid: {valid}.")
+        values[key] = _convert(value, hints[key], key, f"the {attack} attack")
+    return cls.Config(**values)
 
 
 @app.command("inject")
@@ -51,7 +107,8 @@ def inject(
     ] = None,
     count: Annotated[Optional[int], _Opt(help="Exact number of poisoned images (instead of --ratio), >= 2.")] = None,
     density: Annotated[str, _Opt(help=_DENSITY_HELP)] = DEFAULT_DENSITY,
-    attack: Annotated[str, _Opt(help="Attack: " + ", ".join(ATTACKS) + ".")] = "linear",
+    attack: Annotated[str, _Opt(help="Attack (docs/attacks.md): " + ", ".join(ATTACKS) + ".")] = "linear",
+    param: Annotated[Optional[list[str]], _Opt("--param", "-p", help=_PARAM_HELP)] = None,
     seed: Annotated[int, _Opt(help="Seed: the same seed writes the same bytes.")] = 0,
     force: Annotated[bool, _Opt("--force", help="Overwrite a non-empty --out.")] = False,
 ) -> None:
@@ -71,7 +128,7 @@ def inject(
     config = InjectConfig(
         dataset=dataset, root=root, labels_per_class=labels_per_class, unlabeled=unlabeled, target=target,
         target_label=target_label, source=source, ratio=ratio, count=count, density=density, attack=attack,
-        seed=seed,
+        seed=seed, attack_config=attack_config(attack, param or []),
     )
     check_out_dir(out, force=force)  # fail before the (possibly slow) load and injection
     ds = run_inject(load_dataset(dataset, root), config)
@@ -84,8 +141,51 @@ def inject(
                   f"+ [red]{m.n} poisoned[/red] ({m.attack}, density {m.density}, seed {m.seed})")
     console.print(f"  target x*: {m.target.path} (true label {m.target.label} '{m.target.class_name}')"
                   f" -> y* = {m.target_label} '{m.target_label_name}'")
-    console.print(f"  source x': {m.source.path} (labeled index {m.source.index})")
+    console.print(f"  source x': {m.source.path} ({m.source.split} index {m.source.index})")
     console.print(f"  ground truth: {out / 'manifest.json'}")
+
+
+@app.command("train-gan")
+def train_gan(
+    dataset: Annotated[str, _Opt("--dataset", "-d", help="Builtin name (digits, fashion-mnist) or a dataset path.")],
+    out: Annotated[Path, _Opt("--out", "-o", help="Generator checkpoint to write (e.g. G.pt), atomically.")],
+    root: Annotated[Optional[str], _Opt(help="Where a builtin dataset's files are.")] = None,
+    steps: Annotated[int, _Opt(help="Training steps (one discriminator + one generator update each).")] = 2000,
+    batch_size: Annotated[int, _Opt(help="Real images per step.")] = 64,
+    latent_dim: Annotated[int, _Opt(help="Size of the latent z.")] = 64,
+    width: Annotated[int, _Opt(help="Channels of the last up-sampling block (earlier ones double).")] = 32,
+    seed: Annotated[int, _Opt(help="Seed for weights, batches and latents.")] = 0,
+    device: Annotated[str, _Opt(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    force: Annotated[bool, _Opt("--force", help="Overwrite an existing --out.")] = False,
+) -> None:
+    """Train the small DC-GAN of the paper's 4.2 attack on a dataset's training images and save its
+    generator (use it with: redteam inject --attack gan -p generator=OUT)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from audit.data.load import load_dataset
+    from redteam.generative.train import GanTrainConfig, config_json, pick_device, save_generator
+    from redteam.generative.train import train_gan as run_train
+
+    config = GanTrainConfig(steps=steps, batch_size=batch_size, latent_dim=latent_dim, width=width, seed=seed,
+                            device=device)
+    if out.exists() and not force:
+        raise InvalidParameterError(f"The 'out' parameter of train-gan must be a new file. Got '{out}', which "
+                                    f"exists; pass --force to overwrite it.")
+    images = load_dataset(dataset, root).train.images
+    start = time.perf_counter()
+    columns = (TextColumn("[bold]train-gan[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}"), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("gan", total=config.steps, d=0.0, g=0.0)
+        generator = run_train(images, config, lambda p: progress.update(task, completed=p.step, d=p.loss_d,
+                                                                         g=p.loss_g))
+    info = {"dataset": dataset, "images": int(len(images)), "config": config_json(config),
+            "device": str(pick_device(device)), "seconds": round(time.perf_counter() - start, 1)}
+    save_generator(out, generator, info)
+    s = generator.shape
+    typer.echo(f"wrote {out}: a {s.size}×{s.size}×{s.channels} generator (latent {s.latent_dim}) after "
+               f"{config.steps} steps in {info['seconds']} s")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from audit.data.imageset import ImageSet, Splits
 from audit.data.write import png_paths, write_bytes_atomic, write_pngs
 from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
 from redteam.attacks import ATTACKS, AttackContext
+from redteam.attacks._bridge import SOURCE_INDEX, SOURCE_POINT
 from redteam.density import DEFAULT_DENSITY, DENSITIES
 
 SCHEMA_VERSION = 1
@@ -115,13 +116,15 @@ class PoisonedFile:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """The source x' (split 'labeled') or the target x* (split 'test')."""
+    """The source x' (split 'labeled'; 'unlabeled' for attacks whose x' is a pool image (4.1) or
+    a synthetic image they insert (4.3)) or the target x* (split 'test')."""
 
     path: str  # relative to the output folder, e.g. "labeled/3/train_00012.png"
-    index: int  # source: index in the labeled set; target: index in the test split
-    original_id: str  # the id in the dataset it came from
-    label: int  # its true label
+    index: int  # index in its split's written set (labeled set, unlabeled pool, test split)
+    original_id: str  # the id in the dataset it came from ("poison/<k>" for a synthetic x')
+    label: int  # its true label (a synthetic x': y*, the label the attack gives it)
     class_name: str
+    split: str = "labeled"  # the folder it is in: labeled, unlabeled or test
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,8 @@ def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
     if len(batch) != n or batch.images.shape[1:] != train.images.shape[1:]:
         raise ShapeMismatchError(f"attack '{config.attack}' returned {batch.images.shape[0]} images of shape "
                                  f"{batch.images.shape[1:]}; expected {n} of {train.images.shape[1:]}")
+    if SOURCE_INDEX in batch.meta and SOURCE_POINT in batch.meta:
+        raise ShapeMismatchError(f"attack '{config.attack}' gave both '{SOURCE_INDEX}' and '{SOURCE_POINT}'")
     order = sorted(range(n), key=lambda i: (batch.points[i].path, batch.points[i].alpha, i))
     poison_imgs = batch.images[order]
     poison_pts = [batch.points[i] for i in order]
@@ -306,6 +311,10 @@ def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
     labeled = lab.with_ids(png_paths(lab, by_class=True))
     test_set = test.with_ids(png_paths(test, by_class=True))
     poisoned = tuple(names[len(pool_idx) + k] for k in range(n))
+    source = _source_endpoint(batch.meta, order, pool_idx, names, unlabeled, train, y_star)
+    if source is None:
+        source = Endpoint(path=f"labeled/{labeled.ids[s]}", index=s, original_id=lab.ids[s], label=y_star,
+                          class_name=_class_name(train, y_star))
     manifest = Manifest(
         dataset=config.dataset, attack=config.attack, density=config.density, seed=int(config.seed),
         ratio=None if config.count is not None else float(config.ratio or DEFAULT_RATIO),
@@ -313,10 +322,9 @@ def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
         unlabeled_pool_size=len(pool_idx), unlabeled_size=len(unlabeled),
         target_label=y_star, target_label_name=_class_name(train, y_star),
         class_names=tuple(_class_name(train, c) for c in range(int(train.labels.max()) + 1)),
-        source=Endpoint(path=f"labeled/{labeled.ids[s]}", index=s, original_id=lab.ids[s], label=y_star,
-                        class_name=_class_name(train, y_star)),
+        source=source,
         target=Endpoint(path=f"test/{test_set.ids[t]}", index=t, original_id=test.ids[t], label=true_label,
-                        class_name=_class_name(test, true_label)),
+                        class_name=_class_name(test, true_label), split="test"),
         poisoned=poisoned,
         points=tuple(PoisonedFile(path=p, alpha=float(pt.alpha), path_id=int(pt.path), role=pt.role)
                      for p, pt in zip(poisoned, poison_pts)),
@@ -325,6 +333,27 @@ def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
     )
     return PoisonedDataset(labeled=labeled, unlabeled=unlabeled, test=test_set, is_poison=is_poison,
                            origin=tuple(origin[i] for i in perm), manifest=manifest)
+
+
+def _source_endpoint(meta: dict, order: list[int], pool_idx: np.ndarray, names: list[str], unlabeled: ImageSet,
+                     train: ImageSet, y_star: int) -> Endpoint | None:
+    """The manifest's source when the attack's x' is not the labeled source (see
+    ``redteam.attacks._bridge``): a clean pool image (``source_index``, an index into the training
+    split) or an inserted point (``source_point``, an index into the attack's batch); None
+    otherwise. ``names`` are the unlabeled file names, clean pool first, then poison in ``order``."""
+    if SOURCE_INDEX in meta:
+        i = int(meta[SOURCE_INDEX])
+        at = np.flatnonzero(pool_idx == i)
+        if len(at) != 1:
+            raise ShapeMismatchError(f"the attack's x' (training index {i}) is not in the unlabeled pool")
+        name, original, label = names[int(at[0])], train.ids[i], int(train.labels[i])
+    elif SOURCE_POINT in meta:
+        k = order.index(int(meta[SOURCE_POINT]))
+        name, original, label = names[len(pool_idx) + k], f"poison/{k:05d}", y_star
+    else:
+        return None
+    return Endpoint(path=f"unlabeled/{name}", index=unlabeled.ids.index(name), original_id=original, label=label,
+                    class_name=_class_name(train, label), split="unlabeled")
 
 
 OUTPUT_ENTRIES = ("manifest.json", "labeled", "unlabeled", "test")  # manifest first: never stale

@@ -13,6 +13,73 @@ from redteam.attacks.linear import Linear, LinearConfig, interpolate
 from redteam.density import alphas
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The torch-based attacks (gan, transfer) work on a handful of tiny images: one thread is
+    several times faster than two on a shared 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_model_checkpoint(path, train, steps=60):
+    """A trainer-format model.pt of a small `cnn` trained for a few Adam steps on ``train``."""
+    import torch
+    import torch.nn.functional as F
+
+    from audit.ssl.augment import to_float
+    from audit.ssl.models import build_model
+
+    torch.manual_seed(0)
+    h, w, c = train.shape
+    net = build_model("cnn", 10, c, (h, w), widths=(8, 16))
+    x, y = to_float(train.images), torch.from_numpy(train.labels)
+    opt = torch.optim.Adam(net.parameters(), 0.01)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        i = torch.randint(len(x), (128,), generator=g)
+        loss = F.cross_entropy(net(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save({"model": "cnn", "num_classes": 10, "in_channels": c, "image_size": [h, w], "class_names": [],
+                "model_options": {"widths": [8, 16]}, "state_dict": net.eval().state_dict()}, path)
+    return path
+
+
+def tiny_generator_checkpoint(path, size=8, channels=1):
+    """An untrained generator checkpoint (what `redteam train-gan` writes) for size×size×channels."""
+    import torch
+
+    from redteam.generative import GanShape, Generator, save_generator
+
+    torch.manual_seed(0)
+    return save_generator(path, Generator(GanShape(size, channels, latent_dim=8, width=8)).eval())
+
+
+@pytest.fixture(scope="module")
+def digits_splits():
+    from audit.data.load import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def configs(digits_train, tmp_path_factory):
+    """Configs the contract test needs for attacks that read a file (4.2's generator, 4.3's θ_init);
+    the rest run with their defaults."""
+    d = tmp_path_factory.mktemp("ckpt")
+    return {
+        "gan": ATTACKS.get("gan").Config(generator=str(tiny_generator_checkpoint(d / "G.pt")), restarts=2,
+                                         inversion_steps=20),
+        "transfer": ATTACKS.get("transfer").Config(model_path=str(tiny_model_checkpoint(d / "m.pt", digits_train)),
+                                                   steps=30, search_steps=3),
+    }
+
+
 @pytest.fixture(scope="module")
 def ctx(digits_train):
     labels = digits_train.labels
@@ -48,16 +115,40 @@ def test_interpolate_rounds_and_clips():
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
-def test_every_attack_returns_a_valid_batch(name, ctx):
-    attack = ATTACKS.get(name)()
+def test_every_attack_returns_a_valid_batch(name, ctx, configs):
+    attack = ATTACKS.get(name)(configs.get(name))
     batch = attack.generate(ctx, np.random.default_rng(0))
     assert isinstance(batch, PoisonBatch)
     assert batch.images.dtype == np.uint8 and batch.images.shape == (ctx.n, *ctx.train.shape)
     assert len(batch.points) == ctx.n
     assert all(0.0 <= p.alpha <= 1.0 for p in batch.points)
     json.dumps({"meta": batch.meta, "config": attack.config_json(), "points": [p.to_json() for p in batch.points]})
-    again = ATTACKS.get(name)().generate(ctx, np.random.default_rng(0))
+    again = ATTACKS.get(name)(configs.get(name)).generate(ctx, np.random.default_rng(0))
     np.testing.assert_array_equal(batch.images, again.images)  # same generator seed, same images
+    assert batch.points == again.points
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_attack_writes_a_dataset_whose_manifest_lists_exactly_the_inserted_files(name, configs, digits_splits,
+                                                                                       tmp_path):
+    from redteam.inject import InjectConfig, inject, read_manifest, write_poisoned
+
+    splits = digits_splits
+    cfg = InjectConfig(dataset="digits", count=12, unlabeled=300, attack=name, attack_config=configs.get(name),
+                       target_label=3, seed=1)
+    a, b = write_poisoned(inject(splits, cfg), tmp_path / "a"), write_poisoned(inject(splits, cfg), tmp_path / "b")
+    m = read_manifest(a)
+    clean = {splits.train.ids[i] for i in range(len(splits.train))}
+    files = sorted(p.name for p in (a / "unlabeled").iterdir())
+    assert len(files) == 300 + 12 and len(m.poisoned) == len(set(m.poisoned)) == 12
+    assert set(m.poisoned) <= set(files) and [p.path for p in m.points] == list(m.poisoned)
+    assert all(0.0 <= p.alpha <= 1.0 and p.role for p in m.points)
+    assert (a / m.source.path).is_file() and (a / m.target.path).is_file()
+    assert m.source.split in ("labeled", "unlabeled") and (m.source.split == "labeled") == (m.source.original_id in clean
+                                                                                            and m.source.path.startswith("labeled/"))
+    for p in sorted(a.rglob("*")):  # same seed, same bytes
+        if p.is_file():
+            assert p.read_bytes() == (b / p.relative_to(a)).read_bytes(), p
 
 
 def test_batch_and_config_contracts_are_enforced():
@@ -71,5 +162,5 @@ def test_batch_and_config_contracts_are_enforced():
 
 
 def test_unknown_attack_lists_the_registered_ones():
-    with pytest.raises(KeyError, match="Unknown attack 'gan'. Available: linear"):
-        ATTACKS.get("gan")
+    with pytest.raises(KeyError, match="Unknown attack 'gna'. Available: linear, zero_knowledge, gan, transfer"):
+        ATTACKS.get("gna")

@@ -162,8 +162,8 @@ def test_config_rejects_bad_scalars(kwargs, message):
 def test_config_rejects_unknown_density_and_attack():
     with pytest.raises(UnknownNameError, match=r"Unknown density 'foo'. Available: .*1\.5-x"):
         InjectConfig(dataset="digits", density="foo")
-    with pytest.raises(UnknownNameError, match="Unknown attack 'gan'. Available: linear"):
-        InjectConfig(dataset="digits", attack="gan")
+    with pytest.raises(UnknownNameError, match="Unknown attack 'gna'. Available: linear, zero_knowledge, gan"):
+        InjectConfig(dataset="digits", attack="gna")
 
 
 def test_data_dependent_checks_name_what_was_wrong(splits):

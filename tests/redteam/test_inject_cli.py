@@ -47,7 +47,7 @@ def test_help_lists_every_density_and_attack():
         (["--ratio", "0"], "The 'ratio' parameter of inject must be a float in (0, 0.5]. Got 0.0 instead."),
         (["--count", "1"], "The 'count' parameter of inject must be an int >= 2"),
         (["--density", "foo"], "Unknown density 'foo'. Available: (1-x)^2, phi(x+.5), phi(x+.3), x,"),
-        (["--attack", "gan"], "Unknown attack 'gan'. Available: linear."),
+        (["--attack", "gna"], "Unknown attack 'gna'. Available: linear, zero_knowledge, gan, transfer,"),
         (["--target", "0", "--target-label", "{true}"], "other than the target's true label {true}"),
         (["--target", "99999"], "The 'target' parameter of inject must be an index into the test split"),
     ],
