@@ -78,7 +78,7 @@ def version() -> None:
 
 # Subcommands, one per subpackage (each module defines a plain function).
 from audit.scan.cli import scan; app.command("scan")(scan)  # noqa: E402,E702
-# from audit.ssl.cli import train; app.command("train")(train)
+from audit.ssl.cli import train; app.command("train")(train)  # noqa: E402,E702
 # from audit.dynamics.cli import dynamics; app.command("dynamics")(dynamics)
 
 

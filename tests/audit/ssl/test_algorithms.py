@@ -1,0 +1,213 @@
+"""Each algorithm does what its paper defines (one test each), and every registry entry trains."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audit.errors import InvalidParameterError, UnknownNameError
+from audit.ssl.algorithms import ALGORITHMS, Batch
+from audit.ssl.algorithms.base import entropy, ramp, sharpen
+from audit.ssl.algorithms.fixmatch import FixMatch
+from audit.ssl.algorithms.meanteacher import MeanTeacher, consistency
+from audit.ssl.algorithms.mixmatch import MixMatch, mixup_lambda
+from audit.ssl.algorithms.pimodel import PiModel
+from audit.ssl.algorithms.pseudolabel import PseudoLabel
+from audit.ssl.algorithms.uda import UDA, uda_targets
+from audit.ssl.algorithms.vat import adversarial_direction, kl_div
+
+C = 3  # classes of the hand-built model
+
+
+def identity(x, generator=None):
+    return x
+
+
+def noisy(x, generator=None):
+    return x + 0.1 * torch.randn_like(x)
+
+
+def lookup_model(scale: float = 20.0) -> nn.Module:
+    """A linear model whose logit k is ``scale`` times pixel k: the input sets the confidence."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, C, bias=False))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[torch.arange(C), torch.arange(C)] = scale
+    return model
+
+
+def images(confident: int, unsure: int) -> torch.Tensor:
+    """``confident`` images whose pixel (k mod C) is 1 (one class stands out), then ``unsure``
+    blank images (uniform prediction). float32 N×1×4×4."""
+    x = torch.zeros(confident + unsure, 1, 4, 4)
+    for i in range(confident):
+        x[i, 0, 0, i % C] = 1.0
+    return x
+
+
+def batch(x_u: torch.Tensor, *, strong=identity, weak=identity, t: float = 1.0, teacher=None) -> Batch:
+    x_l = images(C, 0)
+    return Batch(x_l=x_l, y_l=torch.arange(C), x_u=x_u, weak=weak, strong=strong, t=t, teacher=teacher)
+
+
+# --- FixMatch --------------------------------------------------------------------------------
+@pytest.mark.parametrize("weak_no_grad", [False, True])
+def test_fixmatch_ignores_unlabeled_examples_below_the_threshold(weak_no_grad):
+    algo, model = FixMatch(FixMatch.make_config({"weak_no_grad": weak_no_grad}), num_classes=C), lookup_model()
+    x_u = images(4, 4)
+
+    def strong_changing(rows):
+        def aug(x, generator=None):
+            x = x.clone()
+            x[rows] = torch.rand_like(x[rows])  # a different strong view for these rows
+            return x
+        return aug
+
+    base = algo.step(model, batch(x_u))
+    below = algo.step(model, batch(x_u, strong=strong_changing(slice(4, 8))))
+    above = algo.step(model, batch(x_u, strong=strong_changing(slice(0, 4))))
+    assert base.logs["mask_rate"] == 0.5
+    assert below.loss.item() == pytest.approx(base.loss.item(), abs=1e-7)
+    assert above.logs["unsup_loss"] > base.logs["unsup_loss"] + 1e-3  # the test can fail
+    assert base.unlabeled_probs.shape == (8, C)
+
+
+# --- UDA -------------------------------------------------------------------------------------
+def test_uda_targets_are_sharper_than_the_weak_prediction_and_masked_below_08():
+    logits = torch.randn(64, 10)
+    targets, mask = uda_targets(logits, temperature=0.4, threshold=0.8)
+    assert (entropy(targets) < entropy(torch.softmax(logits, 1)) - 1e-4).all()
+    assert torch.equal(mask, (torch.softmax(logits, 1).max(1).values >= 0.8).float())
+
+    algo = UDA(num_classes=C)
+    unsure = algo.step(lookup_model(scale=1.0), batch(images(4, 0)))  # softmax(1,0,0) max 0.58 < 0.8
+    assert unsure.logs["mask_rate"] == 0.0 and unsure.logs["unsup_loss"] == 0.0
+    # confident (0.87 > 0.8) but not one-hot: with identical weak and strong views the loss is
+    # zero only if the target is NOT sharpened (the reference implementation's trap)
+    sure = algo.step(lookup_model(scale=2.6), batch(images(4, 0)))
+    assert sure.logs["mask_rate"] == 1.0 and sure.logs["unsup_loss"] > 1e-3
+
+
+# --- MixMatch --------------------------------------------------------------------------------
+def test_mixmatch_lambda_sharpening_and_rampup():
+    torch.manual_seed(0)
+    assert (mixup_lambda(0.5, (1000,)) >= 0.5).all()
+    p = torch.softmax(torch.randn(32, 10), 1)
+    assert (entropy(sharpen(p, 0.5)) < entropy(p)).all()
+    assert ramp(0.0, 1 / 16) == 0.0 and ramp(1 / 32, 1 / 16) == 0.5 and ramp(0.5, 1 / 16) == 1.0
+
+    algo, model = MixMatch(num_classes=C), lookup_model(2.0)
+    start = algo.step(model, batch(images(4, 4), t=0.0))
+    end = algo.step(model, batch(images(4, 4), t=1.0))
+    assert start.logs["lambda_u"] == 0.0 and end.logs["lambda_u"] == 100.0
+    assert start.logs["mixup_lambda"] >= 0.5 and torch.isfinite(end.loss)
+
+
+# --- VAT -------------------------------------------------------------------------------------
+def test_vat_adversarial_direction_beats_a_random_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+    x = torch.rand(32, 1, 8, 8)
+    with torch.no_grad():
+        p = torch.softmax(model(x), 1)
+    eps = 0.5
+    r_adv = eps * adversarial_direction(model, x, p, xi=1e-6)
+    r_rand = torch.randn_like(x)
+    r_rand = eps * r_rand / r_rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert r_adv.flatten(1).norm(dim=1) == pytest.approx(torch.full((32,), eps), rel=1e-4)
+    with torch.no_grad():
+        assert kl_div(p, model(x + r_adv)) > 3 * kl_div(p, model(x + r_rand))
+
+
+# --- Mean Teacher ----------------------------------------------------------------------------
+def test_meanteacher_consistency_trains_the_student_not_the_teacher():
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(16, C))
+    teacher = copy.deepcopy(student)
+    with torch.no_grad():  # a teacher that disagrees with the student
+        teacher[1].weight.mul_(-3)
+    x_u = torch.rand(8, 1, 4, 4)
+
+    # the consistency term alone: gradient into the student, none into the teacher
+    loss = consistency(student(x_u), torch.softmax(teacher(x_u), 1))
+    loss.backward()
+    assert student[1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+    def grads(lambda_u):
+        student.zero_grad()
+        algo = MeanTeacher(MeanTeacher.make_config({"lambda_u": lambda_u}), num_classes=C)
+        algo.step(student, batch(x_u, teacher=teacher)).loss.backward()
+        return student[1].weight.grad.clone()
+
+    assert not torch.allclose(grads(0.0), grads(50.0))  # the step's consistency reaches the student
+    assert all(p.grad is None for p in teacher.parameters())
+    with pytest.raises(InvalidParameterError):
+        MeanTeacher(num_classes=C).step(student, batch(x_u))  # no teacher given
+
+
+# --- Pseudo-Label ----------------------------------------------------------------------------
+def test_pseudolabel_trains_only_on_confident_predictions():
+    algo, model = PseudoLabel(num_classes=C), lookup_model(scale=4.0)  # softmax(4,0,0) max 0.965
+    x_u = torch.cat([images(4, 0), images(4, 0) * 0.5])  # second half: max 0.79 < 0.95
+    out = algo.step(model, batch(x_u))
+    ce_confident = F.cross_entropy(torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0])).item()
+    assert out.logs["mask_rate"] == 0.5
+    assert out.logs["unsup_loss"] == pytest.approx(4 * ce_confident / 8, rel=1e-5)
+
+
+# --- Π-Model ---------------------------------------------------------------------------------
+def test_pimodel_passes_differ_and_the_loss_has_a_gradient():
+    torch.manual_seed(0)
+    algo = PiModel(num_classes=C)
+    assert algo.model_options() == {"dropout": 0.5}
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.Dropout(0.5), nn.Linear(16, C))
+    x_u = torch.rand(16, 1, 4, 4)
+    out = algo.step(model, batch(x_u, weak=noisy))
+    assert out.logs["unsup_loss"] > 0
+    zero = PiModel(PiModel.make_config({"lambda_u": 0.0}), num_classes=C)
+    torch.manual_seed(1)
+    g0 = torch.autograd.grad(zero.step(model, batch(x_u, weak=noisy)).loss, model[1].weight)[0]
+    torch.manual_seed(1)
+    g1 = torch.autograd.grad(algo.step(model, batch(x_u, weak=noisy)).loss, model[1].weight)[0]
+    assert not torch.allclose(g0, g1)
+
+
+# --- configs and registry --------------------------------------------------------------------
+def test_configs_validate_and_registry_lists_names():
+    with pytest.raises(InvalidParameterError, match="threshold"):
+        FixMatch.make_config({"threshold": 1.5})
+    with pytest.raises(InvalidParameterError, match="keys among"):
+        FixMatch.make_config({"treshold": 0.9})
+    with pytest.raises(UnknownNameError, match="Available: fixmatch, uda, mixmatch"):
+        ALGORITHMS.get("fixmach")
+    assert ALGORITHMS.names() == ["fixmatch", "uda", "mixmatch", "vat", "meanteacher", "pseudolabel", "pimodel"]
+
+
+# --- contract: every registry entry trains ---------------------------------------------------
+@pytest.mark.parametrize("name", ALGORITHMS.names())
+def test_every_algorithm_trains_a_few_steps(name, digits_train):
+    from audit.ssl.models import build_model
+
+    torch.manual_seed(0)
+    cls = ALGORITHMS.get(name)
+    algo = cls(num_classes=10)
+    model = build_model("cnn", 10, 1, 8, widths=(8, 16), **algo.model_options())
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9)
+    x = torch.from_numpy(digits_train.images).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(digits_train.labels)
+    for step in range(3):
+        b = Batch(x_l=x[step * 8:(step + 1) * 8], y_l=y[step * 8:(step + 1) * 8], x_u=x[100 + step * 16:116 + step * 16],
+                  weak=noisy, strong=noisy, t=(step + 1) / 3, teacher=teacher)
+        out = algo.step(model, b)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        assert torch.isfinite(out.loss) and all(isinstance(v, float) for v in out.logs.values())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

@@ -1,0 +1,155 @@
+"""The trainer: deterministic, resumes exactly, refuses bad checkpoints and data, feeds observers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audit.errors import CheckpointError, DataError, InvalidParameterError, ShapeMismatchError, UnknownNameError
+from audit.ssl.trainer import TrainConfig, Trainer, balanced_split
+
+TINY = dict(steps=6, batch_size=8, mu=2, eval_every=3, checkpoint_every=0, device="cpu", flip=False)
+
+
+@pytest.fixture(scope="module")
+def data(digits_train):
+    labeled, rest = balanced_split(digits_train, 2, seed=0)
+    return labeled, rest.subset(range(200)).without_labels(), rest.subset(range(200, 300))
+
+
+def weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def same(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_two_runs_with_one_seed_give_identical_weights(data):
+    runs = [Trainer(TrainConfig(**{**TINY, "steps": 5}), *data) for _ in range(2)]
+    for t in runs:
+        t.fit()
+    assert same(weights(runs[0].model), weights(runs[1].model))
+    assert same(weights(runs[0].ema_model), weights(runs[1].ema_model))
+    other = Trainer(TrainConfig(**{**TINY, "steps": 5, "seed": 1}), *data)
+    other.fit()
+    assert not same(weights(runs[0].model), weights(other.model))  # the test can fail
+
+
+class Kill(Exception):
+    pass
+
+
+def test_resume_continues_exactly_where_a_killed_run_stopped(data, tmp_path):
+    cfg = TrainConfig(**{**TINY, "steps": 10, "checkpoint_every": 5, "algo": "mixmatch"})
+    straight = Trainer(cfg, *data, out_dir=tmp_path / "a")
+    straight.fit()
+
+    def kill_at_7(info):  # dies after the step-5 checkpoint and a step-6 evaluation
+        if info.step == 7:
+            raise Kill
+
+    with pytest.raises(Kill):
+        Trainer(cfg, *data, out_dir=tmp_path / "b", on_progress=kill_at_7).fit()
+    resumed_at = []
+
+    class Recorder:
+        def __call__(self, event):
+            pass
+
+        def on_resume(self, step):
+            resumed_at.append(step)
+
+    resumed = Trainer(cfg, *data, out_dir=tmp_path / "b", observers=[Recorder()])
+    result = resumed.fit(resume=True)
+    assert resumed_at == [5] and result.steps == 10
+    assert same(weights(straight.model), weights(resumed.model))
+    assert same(weights(straight.ema_model), weights(resumed.ema_model))
+    assert same([v.clone() for g in straight.optimizer.state.values() for v in g.values() if torch.is_tensor(v)],
+                [v.clone() for g in resumed.optimizer.state.values() for v in g.values() if torch.is_tensor(v)])
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9, 10]  # the killed run's step-6 line was dropped, then written again
+    for name in ("model.pt", "summary.json", "checkpoint.pt"):
+        assert (tmp_path / "b" / name).is_file()
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["steps"] == 10
+
+
+def test_bad_checkpoints_raise_one_clear_error_and_write_nothing(data, tmp_path):
+    cfg = TrainConfig(**{**TINY, "steps": 4, "checkpoint_every": 2})
+    Trainer(cfg, *data, out_dir=tmp_path).fit()
+    ckpt = tmp_path / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "checkpoint.pt"}
+
+    with pytest.raises(CheckpointError, match="different run.*steps: 4 -> 8"):
+        Trainer(TrainConfig(**{**TINY, "steps": 8, "checkpoint_every": 2}), *data, out_dir=tmp_path).fit(resume=True)
+    other_data = (data[0], data[1].subset(range(100)), data[2])
+    with pytest.raises(CheckpointError, match="different training data"):
+        Trainer(cfg, *other_data, out_dir=tmp_path).fit(resume=True)
+    ckpt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        Trainer(cfg, *data, out_dir=tmp_path).fit(resume=True)
+    ckpt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        Trainer(cfg, *data, out_dir=tmp_path).fit(resume=True)
+    ckpt.unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(cfg, *data, out_dir=tmp_path).fit(resume=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_observers_get_the_ema_model_every_n_steps_and_at_the_end(data):
+    seen = []
+
+    def observer(event):
+        seen.append((event.step, event.epoch, event.final, event.model.training, event.model is event.trainer.ema_model))
+
+    Trainer(TrainConfig(**{**TINY, "steps": 7, "observe_every": 3}), *data, observers=[observer]).fit()
+    assert seen == [(3, 0, False, False, True), (6, 0, False, False, True), (7, 0, True, False, True)]
+    seen.clear()  # default: once per pass over the 200-image pool (μB = 16 → every 13 steps)
+    Trainer(TrainConfig(**{**TINY, "steps": 14}), *data, observers=[observer]).fit()
+    assert [(s, e, f) for s, e, f, *_ in seen] == [(13, 1, False), (14, 1, True)]
+
+
+def test_predict_returns_probabilities_on_clean_images(data):
+    trainer = Trainer(TrainConfig(**{**TINY, "steps": 2}), *data)
+    result = trainer.fit()
+    probs = trainer.predict(data[2])
+    assert probs.shape == (100, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    raw = trainer.predict(data[2].images[:5], model=trainer.model, batch_size=2)
+    assert raw.shape == (5, 10) and trainer.model.training  # mode restored
+    assert result.test_acc_ema == pytest.approx(float((probs.argmax(1) == data[2].labels).mean()))
+    with pytest.raises(ShapeMismatchError, match="8×8×1"):
+        trainer.predict(np.zeros((3, 9, 9, 1), np.uint8))
+
+
+def test_bad_inputs_say_what_is_wrong(data, fashion200):
+    labeled, unlabeled, test = data
+    cfg = TrainConfig(**TINY)
+    with pytest.raises(ShapeMismatchError, match="unlabeled images are 28×28×1"):
+        Trainer(cfg, labeled, fashion200.without_labels())
+    no_three = labeled.subset(np.flatnonzero(labeled.labels != 3))
+    with pytest.raises(DataError, match="class '3' has no labeled example"):
+        Trainer(cfg, no_three, unlabeled)
+    with pytest.raises(InvalidParameterError, match="at most the 20 labeled images.*--allow-repeats"):
+        Trainer(TrainConfig(**{**TINY, "batch_size": 64}), labeled, unlabeled)
+    Trainer(TrainConfig(**{**TINY, "batch_size": 64, "allow_repeats": True}), labeled, unlabeled)
+    with pytest.raises(UnknownNameError, match="Unknown algorithm 'fixmach'. Available: fixmatch"):
+        Trainer(TrainConfig(**{**TINY, "algo": "fixmach"}), labeled, unlabeled)
+    with pytest.raises(InvalidParameterError, match="'steps' parameter of TrainConfig"):
+        TrainConfig(steps=0)
+    with pytest.raises(InvalidParameterError, match="keys among"):
+        Trainer(TrainConfig(**{**TINY, "algo_config": {"treshold": 0.9}}), labeled, unlabeled)
+
+
+def test_balanced_split_takes_n_per_class(digits_train):
+    labeled, rest = balanced_split(digits_train, 4, seed=3)
+    assert np.bincount(labeled.labels).tolist() == [4] * 10
+    assert len(labeled) + len(rest) == len(digits_train) and not set(labeled.ids) & set(rest.ids)
+    assert balanced_split(digits_train, 4, seed=3)[0].ids == labeled.ids
+    with pytest.raises(DataError, match="fewer than the 1000"):
+        balanced_split(digits_train, 1000)
