@@ -10,9 +10,9 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 import typer.core
+import typer.exceptions
 
 from audit.errors import EXIT_ERROR, EXIT_INTERRUPTED, AuditError
 
@@ -21,13 +21,11 @@ class BoundaryGroup(typer.core.TyperGroup):
     """Catches library errors once, for every subcommand: one line on stderr, a documented
     exit code, never a traceback (set ``AUDIT_DEBUG=1`` to see one)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
-            raise
         except (typer.exceptions.Exit, typer.exceptions.Abort, typer.exceptions.TyperException):
-            raise  # typer >= 0.29 vendors click: --help, usage errors and Exit are its own classes
+            raise  # --help, usage errors and Exit (typer >= 0.29 vendors click: these are its classes)
         except AuditError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
