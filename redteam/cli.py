@@ -1,5 +1,5 @@
 """The ``redteam`` command: ``inject`` (poison a dataset), ``train-gan`` (the generator of the
-paper's 4.2 attack), later ``bench``."""
+paper's 4.2 attack), ``bench`` (inject, train, audit, score: paper 3.2 and 5)."""
 
 from __future__ import annotations
 
@@ -186,6 +186,125 @@ def train_gan(
     s = generator.shape
     typer.echo(f"wrote {out}: a {s.size}×{s.size}×{s.channels} generator (latent {s.latent_dim}) after "
                f"{config.steps} steps in {info['seconds']} s")
+
+
+def _split_list(values: Optional[list[str]], convert: Any = str, name: str = "") -> tuple | None:
+    """Repeatable options that also take comma-separated lists: ``--ratio 0.005,0.01``."""
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in (p.strip() for p in v.split(",")):
+            if part:
+                out.append(_convert(part, convert, name, "bench") if convert is not str else part)
+    return tuple(out)
+
+
+@app.command("bench")
+def bench(
+    out: Annotated[Path, _Opt("--out", "-o", help="Output folder: trials/*.json, results.json, report.md, *.png. "
+                                                   "Rerunning into it resumes.")],
+    preset: Annotated[str, _Opt(help="smoke (digits, ~2 min), cpu-small (Fashion-MNIST, ~1 h on 2 cores), "
+                                     "paper, paper-densities (GPU). Flags below override it.")] = "smoke",
+    dataset: Annotated[Optional[str], _Opt("--dataset", "-d", help="Builtin name or dataset path.")] = None,
+    root: Annotated[Optional[str], _Opt(help="Where a builtin dataset's files are.")] = None,
+    pool: Annotated[Optional[int], _Opt(help="Clean unlabeled pool size.")] = None,
+    labels_per_class: Annotated[Optional[int], _Opt(help="Labeled examples per class.")] = None,
+    algo: Annotated[Optional[list[str]], _Opt("--algo", help="SSL algorithm(s), repeatable or comma-separated.")] = None,
+    attack: Annotated[Optional[list[str]], _Opt("--attack", help="Attack(s): " + ", ".join(ATTACKS) + ".")] = None,
+    ratio: Annotated[Optional[list[str]], _Opt("--ratio", help="Poison ratio(s) in (0, 0.5]; the clean control "
+                                                               "(ratio 0) is always added.")] = None,
+    density: Annotated[Optional[list[str]], _Opt("--density", help="Density(ies) of Table 3, quoted.")] = None,
+    trials: Annotated[Optional[int], _Opt(help="Trials per cell (seeds seed..seed+trials-1, same x'/x* per "
+                                               "trial in every cell).")] = None,
+    steps: Annotated[Optional[int], _Opt(help="Training steps per trial.")] = None,
+    batch_size: Annotated[Optional[int], _Opt(help="Labeled images per step.")] = None,
+    mu: Annotated[Optional[int], _Opt(help="Unlabeled images per labeled one.")] = None,
+    model: Annotated[Optional[str], _Opt(help="Model: cnn or wrn28_2.")] = None,
+    observe_every: Annotated[Optional[int], _Opt(help="Steps between prediction records (dynamics).",
+                                                 show_default="one pass over the pool")] = None,
+    dynamics_score: Annotated[Optional[list[str]], _Opt("--dynamics-score",
+                                                        help="Dynamics score(s) to evaluate.")] = None,
+    seed: Annotated[Optional[int], _Opt(help="Base seed.")] = None,
+    device: Annotated[Optional[str], _Opt(help="auto, cpu, cuda or cuda:N.")] = None,
+    threads: Annotated[int, _Opt(help="CPU threads for torch and FAISS (0: their default). The default 1 "
+                                      "suits shared machines.")] = 1,
+    retry_failed: Annotated[bool, _Opt("--retry-failed", help="Recompute stored failed trials.")] = False,
+) -> None:
+    """Benchmark attack success and detection quality over attacks × algorithms × ratios × densities × trials.
+
+    Per trial: inject in memory, train the victim recording predictions, check whether x* ends as y*.
+
+    Then audit scan and the dynamics scores run on the pool and are scored against the ground truth.
+
+    Resumable (one JSON per trial). Exit code 1 when a trial failed (listed in the report), else 0.
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from redteam.bench import PRESETS, run_bench
+
+    config = PRESETS.get(preset)()
+    overrides = {k: v for k, v in {
+        "dataset": dataset, "root": root, "pool": pool, "labels_per_class": labels_per_class,
+        "algos": _split_list(algo), "attacks": _split_list(attack), "ratios": _split_list(ratio, float, "ratio"),
+        "densities": _split_list(density), "trials": trials, "seed": seed,
+        "dynamics_scores": _split_list(dynamics_score)}.items() if v is not None}
+    train = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "mu": mu, "model": model,
+                               "observe_every": observe_every, "device": device}.items() if v is not None}
+    if model is not None and model != config.train.model:
+        train["model_options"] = None  # the preset's options belong to its model
+    config = replace(config, **overrides, train=replace(config.train, **train))
+    if overrides or train:
+        config = replace(config, preset=f"{config.preset} (modified)")
+    if threads > 0:
+        import faiss
+        import torch
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    state = {"computed": 0, "t0": start}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        trials_task = progress.add_task("trials", total=None, info="")
+        phase_task = progress.add_task("", total=None, info="", visible=False)
+
+        def on_event(e) -> None:
+            if e.kind == "start":
+                state["t0"] = time.perf_counter()
+                progress.update(trials_task, total=e.total, completed=e.done,
+                                info=f"{e.done} reused from {out}" if e.done else "")
+            elif e.kind == "trial":
+                progress.update(phase_task, visible=True, description=e.spec.label(), completed=0, total=None,
+                                info="")
+            elif e.kind == "phase":
+                total = e.steps if e.phase == "train" else None
+                progress.update(phase_task, completed=e.step, total=total, info=e.phase)
+            elif e.kind == "done":
+                state["computed"] += 1
+                per = (time.perf_counter() - state["t0"]) / state["computed"]
+                eta = time.strftime("%H:%M:%S", time.gmtime(per * (e.total - e.done)))
+                failed = "" if e.result.ok else f"  [red]last trial failed: {e.result.error.splitlines()[0]}[/red]"
+                progress.update(trials_task, completed=e.done, info=f"ETA {eta}{failed}")
+
+        outcome = run_bench(config, out, retry_failed=retry_failed, on_event=on_event)
+        progress.update(phase_task, visible=False)
+
+    ok = len(outcome.results) - len(outcome.failed)
+    typer.echo(f"bench '{config.preset}': {ok}/{len(outcome.results)} trials finished "
+               f"({outcome.computed} computed, {outcome.reused} reused) in {time.perf_counter() - start:.0f} s")
+    for r in outcome.failed:
+        typer.echo(f"  FAILED {r.key}: {(r.error or '').splitlines()[0]}")
+    typer.echo(f"results: {outcome.results_path}")
+    typer.echo(f"report:  {outcome.report_path}")
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

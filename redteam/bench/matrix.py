@@ -1,0 +1,177 @@
+"""The bench's experiment matrix: attacks × algorithms × poison ratios × densities × trials, plus a
+clean control (no poison) per algorithm and trial (paper 3.2.1, Tables 1 and 3).
+
+Trial ``t`` of every cell uses the same seed (``BenchConfig.seed + t``) for the injection and for
+training. ``redteam.inject`` draws the labeled set, the pool, x*, y* and x' from independent
+streams of that seed, so the same (x', x*, y*) and the same labeled set, pool and training
+batches are reused across cells and only the poison differs: "within each figure or table we
+re-use the same randomly selected images to reduce the statistical noise" (3.2.1). The clean
+control of trial t is that same pool without poison; its x* tells how often the victim would
+call x* y* anyway.
+
+A trial is identified by the SHA-256 of its :meth:`TrialSpec.to_json` (every field that changes
+its result), so a finished trial is reused only by an identical one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from audit.dynamics import SCORES
+from audit.errors import invalid_parameter
+from audit.ssl.algorithms import ALGORITHMS
+from audit.ssl.models import MODELS
+from redteam.attacks import ATTACKS
+from redteam.density import DENSITIES
+from redteam.inject import MAX_RATIO
+
+SPEC_VERSION = 1  # bump when a trial's meaning changes: every stored trial is then recomputed
+CONTROL = "none"  # the attack (and density) name of the clean control cells
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """How the victim trains (the algorithm and seed come from the cell); the fields of
+    :class:`audit.ssl.trainer.TrainConfig` the bench sets."""
+
+    model: str = "cnn"
+    model_options: Mapping[str, Any] | None = None  # e.g. {"widths": [16, 32, 64]}
+    steps: int = 1000
+    batch_size: int = 64
+    mu: int = 7
+    lr: float = 0.03
+    ema: float = 0.999
+    weight_decay: float = 5e-4
+    flip: bool = True  # horizontal flips; off for digits, where a flipped digit is another digit
+    device: str = "auto"  # not part of a trial's identity: the same trial on a GPU is the same trial
+    # records of every unlabeled prediction for the dynamics audit: paper 5.3 records once per
+    # epoch; None = once per pass over the unlabeled pool (an epoch)
+    observe_every: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "mu"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise invalid_parameter(name, "the bench", "an int >= 1", v)
+        if self.observe_every is not None and (not isinstance(self.observe_every, int) or self.observe_every < 1):
+            raise invalid_parameter("observe_every", "the bench", "an int >= 1 or None", self.observe_every)
+        MODELS.get(self.model)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model_options"] = None if self.model_options is None else dict(self.model_options)
+        d.pop("device")
+        return d
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: str = "digits"  # builtin name or dataset path (audit.data.load.load_dataset)
+    root: str | None = None
+    labels_per_class: int = 4  # the paper's 40 labels on 10 classes
+    pool: int | None = None  # clean unlabeled pool size; None: every training image not labeled
+    algos: tuple[str, ...] = ("fixmatch",)
+    attacks: tuple[str, ...] = ("linear",)
+    ratios: tuple[float, ...] = (0.001,)  # poisoned / clean pool; the clean control (0) is always added
+    densities: tuple[str, ...] = ("1.5-x",)
+    trials: int = 8  # the paper's 8 attempts per cell
+    seed: int = 0
+    train: TrainSetup = field(default_factory=TrainSetup)
+    dynamics_scores: tuple[str, ...] = ("influence", "flip-chain")  # audit.dynamics.SCORES names
+    preset: str = "custom"  # the preset this came from (a label in the report; not in trial identity)
+
+    def __post_init__(self) -> None:
+        own = "the bench"
+        for name in ("algos", "attacks", "ratios", "densities", "dynamics_scores"):
+            v = getattr(self, name)
+            object.__setattr__(self, name, tuple(v))
+            if not v or len(set(v)) != len(v):
+                raise invalid_parameter(name, own, "a non-empty list without repeats", list(v))
+        for a in self.algos:
+            ALGORITHMS.get(a)
+        for a in self.attacks:
+            ATTACKS.get(a)
+        for d in self.densities:
+            DENSITIES.get(d)
+        for s in self.dynamics_scores:
+            SCORES.get(s)
+        for r in self.ratios:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= MAX_RATIO:
+                raise invalid_parameter("ratios", own, f"floats in (0, {MAX_RATIO}] (the clean control is always "
+                                        f"included)", r)
+        for name, lo in (("trials", 1), ("labels_per_class", 1), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise invalid_parameter(name, own, f"an int >= {lo}", v)
+        if self.pool is not None and (isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 3):
+            raise invalid_parameter("pool", own, "an int >= 3 or None", self.pool)
+
+    @property
+    def headline_density(self) -> str:
+        """The density of the Table 1 view and the success plot: the paper's default when run."""
+        return "1.5-x" if "1.5-x" in self.densities else self.densities[0]
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"] = {**self.train.to_json(), "device": self.train.device}
+        return d
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: a cell of the matrix and its trial index. ``attack == CONTROL``: no poison."""
+
+    dataset: str
+    root: str | None
+    labels_per_class: int
+    pool: int | None
+    algo: str
+    attack: str
+    ratio: float  # 0.0 for the clean control
+    density: str  # CONTROL for the clean control
+    trial: int
+    seed: int  # injection and training seed: BenchConfig.seed + trial
+    train: TrainSetup
+    dynamics_scores: tuple[str, ...]
+
+    @property
+    def is_control(self) -> bool:
+        return self.attack == CONTROL
+
+    def to_json(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["train"] = self.train.to_json()
+        d["dynamics_scores"] = list(self.dynamics_scores)
+        return {"version": SPEC_VERSION, **d}
+
+    @property
+    def key(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of :meth:`to_json`."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        what = "clean control" if self.is_control else f"{self.attack} {self.ratio:g} {self.density}"
+        return f"{self.algo} · {what} · trial {self.trial}"
+
+
+def expand(config: BenchConfig) -> list[TrialSpec]:
+    """Every trial of the matrix, trial index outermost: a bench cut short still has whole
+    rounds of every cell (comparable columns) rather than all trials of the first cells."""
+    out = []
+    for t in range(config.trials):
+        common = dict(dataset=config.dataset, root=config.root, labels_per_class=config.labels_per_class,
+                      pool=config.pool, trial=t, seed=config.seed + t, train=config.train,
+                      dynamics_scores=config.dynamics_scores)
+        for algo in config.algos:
+            out.append(TrialSpec(algo=algo, attack=CONTROL, ratio=0.0, density=CONTROL, **common))
+            for attack in config.attacks:
+                for ratio in config.ratios:
+                    for density in config.densities:
+                        out.append(TrialSpec(algo=algo, attack=attack, ratio=float(ratio), density=density,
+                                             **common))
+    return out

@@ -1,0 +1,61 @@
+"""Named bench configurations (``redteam bench --preset NAME``); every flag of the CLI overrides
+a preset's field. Each includes the clean control (the matrix adds it). Sizing and measured times:
+docs/bench.md.
+
+* ``smoke``: digits (8×8), FixMatch, linear and jitter at 2% and 5%, 2 trials of 200 steps: the whole
+  pipeline in ~2 minutes on 2 shared cores. For tests, the README and CI, not for conclusions.
+* ``cpu-small``: Fashion-MNIST, a 5 000-image pool, FixMatch with a narrow CNN (16-32-64), linear
+  at 0.5% and 1% (25 and 50 images), density 1.5-x, 3 trials of 1 200 steps (batch 32, μ 7: ~54
+  passes over the pool, one prediction record per pass). 9 trials × ~6 min ≈ 55 min on 2 idle
+  cores with 1 thread (measured 0.26 s/step).
+* ``paper``: Table 1's setting for a GPU: CIFAR-10 from its python-version folder (``--dataset``
+  to point elsewhere: SVHN, STL-10), WRN-28-2, 40 labels, FixMatch/MixMatch/UDA at 0.1/0.2/0.5%,
+  8 trials, FixMatch's 2^20 steps of batch 64, μ 7, predictions recorded every 1 024 steps (FixMatch's
+  "epoch"; once per pass over 50k images would be 9 400 records of 50k×10).
+* ``paper-densities``: Table 3: FixMatch on CIFAR-10, the eleven densities × the three ratios.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from audit.registry import Registry
+from redteam.bench.matrix import BenchConfig, TrainSetup
+from redteam.density import DENSITIES
+
+PRESETS: Registry[Callable[[], BenchConfig]] = Registry("preset")
+PAPER_STEPS = 1 << 20  # FixMatch trains 2^20 steps (paper 3.2.1: "20 GPU-hours" per run)
+PAPER_EPOCH = 1024  # FixMatch's code calls 1024 steps an epoch; the dynamics record once per epoch
+
+
+@PRESETS("smoke")
+def smoke() -> BenchConfig:
+    return BenchConfig(
+        dataset="digits", labels_per_class=4, algos=("fixmatch",), attacks=("linear", "jitter"),
+        ratios=(0.02, 0.05), densities=("1.5-x",), trials=2, preset="smoke",
+        # 200 steps of 32 + 4·32 images: ~18 passes over the 1 400-image pool, one record each
+        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=200, batch_size=32, mu=4,
+                         flip=False))
+
+
+@PRESETS("cpu-small")
+def cpu_small() -> BenchConfig:
+    return BenchConfig(
+        dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",), attacks=("linear",),
+        ratios=(0.005, 0.01), densities=("1.5-x",), trials=3, preset="cpu-small",
+        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
+
+
+@PRESETS("paper")
+def paper() -> BenchConfig:
+    return BenchConfig(
+        dataset="cifar-10-batches-py", labels_per_class=4, algos=("fixmatch", "mixmatch", "uda"),
+        attacks=("linear",), ratios=(0.001, 0.002, 0.005), densities=("1.5-x",), trials=8, preset="paper",
+        train=TrainSetup(model="wrn28_2", steps=PAPER_STEPS, batch_size=64, mu=7, observe_every=PAPER_EPOCH))
+
+
+@PRESETS("paper-densities")
+def paper_densities() -> BenchConfig:
+    base = paper()
+    return BenchConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                          "algos": ("fixmatch",), "densities": tuple(DENSITIES), "preset": "paper-densities"})

@@ -1,0 +1,220 @@
+"""The bench report: markdown tables in the shape of the paper's Tables 1 and 3, detection quality
+per detector, the clean control's false alarms, failures; plots beside it (plots.py).
+
+Rules: every cell states its n (trials that finished; failed ones are counted apart and listed),
+a success rate comes with its 95% Wilson interval, a mean with its range; a metric that is
+undefined (AUROC on a pool without poison) prints "n/a", never 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Callable, Iterable
+
+from redteam.bench.matrix import CONTROL, BenchConfig
+from redteam.bench.metrics import FPR_POINTS, wilson
+from redteam.bench.trial import TrialResult
+
+def _cells(results: Iterable[TrialResult], **where) -> list[TrialResult]:
+    return [r for r in results if all(r.spec[k] == v for k, v in where.items())]
+
+
+def _pct(x: float | None, digits: int = 0) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def success_cell(rs: list[TrialResult]) -> str:
+    """``k/n (lo–hi%)`` over the finished trials, ``+ f failed`` when some failed; ``–`` if none ran."""
+    ok = [r for r in rs if r.ok]
+    failed = len(rs) - len(ok)
+    if not rs:
+        return "–"
+    k, n = sum(bool(r.success) for r in ok), len(ok)
+    ci = wilson(k, n)
+    text = f"{k}/{n}" + (f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f}%)" if ci else "")
+    return text + (f" + {failed} failed" if failed else "")
+
+
+def stat_cell(values: list[float | None], fmt: Callable[[float], str] = lambda v: f"{v:.3f}") -> str:
+    """``mean [min–max] (n)`` over the defined values; ``n/a`` when none is defined."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{fmt(vals[0])} (n=1)"
+    return f"{fmt(statistics.fmean(vals))} [{fmt(min(vals))}–{fmt(max(vals))}] (n={len(vals)})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def table1(config: BenchConfig, results: list[TrialResult], attack: str, density: str) -> list[str]:
+    """Paper Table 1: success k/n per algorithm × poison ratio (plus the clean control)."""
+    header = ["algorithm", "clean control (x* → y* without poison)"] + [f"{100 * r:g}% poisoned" for r in config.ratios]
+    rows = []
+    for algo in config.algos:
+        row = [algo, success_cell(_cells(results, algo=algo, attack=CONTROL))]
+        row += [success_cell(_cells(results, algo=algo, attack=attack, density=density, ratio=float(r)))
+                for r in config.ratios]
+        rows.append(row)
+    return _table(header, rows)
+
+
+def table3(config: BenchConfig, results: list[TrialResult], algo: str, attack: str) -> list[str]:
+    """Paper Table 3: success k/n per density × poison ratio."""
+    header = ["density"] + [f"{100 * r:g}% poisoned" for r in config.ratios]
+    rows = [[f"`{d}`"] + [success_cell(_cells(results, algo=algo, attack=attack, density=d, ratio=float(r)))
+                          for r in config.ratios] for d in config.densities]
+    return _table(header, rows)
+
+
+def accuracy_table(config: BenchConfig, results: list[TrialResult]) -> list[str]:
+    header = ["algorithm", "attack", "clean control"] + [f"{100 * r:g}%" for r in config.ratios]
+    rows = []
+    for algo in config.algos:
+        ctrl = stat_cell([r.test_acc for r in _cells(results, algo=algo, attack=CONTROL) if r.ok], _pct1)
+        for attack in config.attacks:
+            rows.append([algo, attack, ctrl] + [
+                stat_cell([r.test_acc for r in _cells(results, algo=algo, attack=attack, ratio=float(x)) if r.ok],
+                          _pct1) for x in config.ratios])
+    return _table(header, rows)
+
+
+def _pct1(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def detectors_of(results: list[TrialResult]) -> list[str]:
+    names: dict[str, None] = {}
+    for r in results:
+        names.update(dict.fromkeys(r.detectors))
+    return list(names)
+
+
+def detection_table(config: BenchConfig, results: list[TrialResult]) -> list[str]:
+    """Detector × attack (× every other axis with more than one value): ranking metrics over the
+    finished poisoned trials, and what the detector flagged at its own operating point."""
+    axes = [a for a, vals in (("algo", config.algos), ("ratio", config.ratios), ("density", config.densities))
+            if len(vals) > 1]
+    header = (["detector", "attack"] + axes + ["AUROC", "AP"] + [f"TPR@FPR {100 * p:g}%" for p in FPR_POINTS]
+              + ["review cost (images)", "flagged poisoned", "flagged clean"])
+    rows = []
+    poisoned = [r for r in results if r.ok and r.spec["attack"] != CONTROL]
+    groups: dict[tuple, list[TrialResult]] = {}
+    for r in poisoned:
+        groups.setdefault((r.spec["attack"],) + tuple(r.spec[a] for a in axes), []).append(r)
+    for det in detectors_of(poisoned):
+        for key, rs in groups.items():
+            ms = [r.detectors[det] for r in rs if det in r.detectors]
+            cost_fmt = lambda v: f"{v:.0f}"  # noqa: E731
+            rows.append([f"`{det}`", key[0]] + [_axis(a, v) for a, v in zip(axes, key[1:])] + [
+                stat_cell([m.auroc for m in ms]), stat_cell([m.ap for m in ms]),
+                *[stat_cell([m.tpr_at_fpr.get(str(p)) for m in ms], _pct1) for p in FPR_POINTS],
+                stat_cell([m.review_cost for m in ms], cost_fmt) + f" of {_pool(rs)}",
+                stat_cell([m.flagged_poison for m in ms], cost_fmt) + f" of {_npoison(rs)}",
+                stat_cell([m.flagged_clean for m in ms], cost_fmt)])
+    return _table(header, rows) if rows else ["(no finished poisoned trial)"]
+
+
+def control_table(config: BenchConfig, results: list[TrialResult]) -> list[str]:
+    """The clean control: no poison, so every flag is a false alarm; AUROC/AP/review cost are n/a."""
+    header = ["detector", "algorithm", "n", "flagged images (false alarms)", "false-alarm rate", "AUROC"]
+    rows = []
+    ctrl = [r for r in results if r.ok and r.spec["attack"] == CONTROL]
+    for det in detectors_of(ctrl):
+        for algo in config.algos:
+            ms = [r.detectors[det] for r in ctrl if r.spec["algo"] == algo and det in r.detectors]
+            if not ms:
+                continue
+            rows.append([f"`{det}`", algo, str(len(ms)),
+                         stat_cell([m.flagged_clean for m in ms], lambda v: f"{v:.1f}") + f" of {ms[0].n_clean}",
+                         stat_cell([m.flag_fpr for m in ms], lambda v: f"{100 * v:.2f}%"), "n/a"])
+    return _table(header, rows) if rows else ["(no finished clean-control trial)"]
+
+
+def _axis(name: str, v: object) -> str:
+    return f"{100 * v:g}%" if name == "ratio" else f"`{v}`" if name == "density" else str(v)
+
+
+def _pool(rs: list[TrialResult]) -> str:
+    sizes = sorted({r.pool_size + r.n_poison for r in rs})
+    return "/".join(map(str, sizes))
+
+
+def _npoison(rs: list[TrialResult]) -> str:
+    return "/".join(map(str, sorted({r.n_poison for r in rs})))
+
+
+def pairs_table(results: list[TrialResult]) -> list[str]:
+    """The (x', x*, y*) of each trial index, and whether every cell used the same one (3.2.1)."""
+    by_trial: dict[int, set] = {}
+    for r in results:
+        if r.ok:
+            t = r.target
+            by_trial.setdefault(r.spec["trial"], set()).add(
+                (t["test_id"], t["true_label"], t["target_label"], t["source_id"]))
+    rows = [[str(k), *map(str, sorted(v)[0]), "yes" if len(v) == 1 else f"NO ({len(v)} different)"]
+            for k, v in sorted(by_trial.items())]
+    return _table(["trial", "target x* (test id)", "true label", "y*", "source x'", "same in every cell"], rows)
+
+
+def failures(results: list[TrialResult]) -> list[str]:
+    bad = [r for r in results if not r.ok]
+    if not bad:
+        return ["None: every trial finished."]
+    rows = [[f"`{r.key}`", _label(r), (r.error or "").splitlines()[0].replace("|", "\\|")] for r in bad]
+    return _table(["trial", "cell", "error (full text in trials/<key>.json)"], rows)
+
+
+def _label(r: TrialResult) -> str:
+    s = r.spec
+    what = "clean control" if s["attack"] == CONTROL else f"{s['attack']} {100 * s['ratio']:g}% `{s['density']}`"
+    return f"{s['algo']} · {what} · trial {s['trial']}"
+
+
+def render(config: BenchConfig, results: list[TrialResult], plots: list[str]) -> str:
+    ok = sum(r.ok for r in results)
+    t = config.train
+    lines = [f"# redteam bench: {config.preset}", "",
+             f"{len(results)} trials: {ok} finished, {len(results) - ok} failed. Dataset `{config.dataset}`, "
+             f"{config.labels_per_class} labels per class, pool {config.pool or 'all non-labeled training images'}; "
+             f"model `{t.model}` {t.model_options or ''}, {t.steps} steps, batch {t.batch_size}, μ {t.mu}, "
+             f"lr {t.lr}; trials {config.trials}, seeds {config.seed}..{config.seed + config.trials - 1}. "
+             "Attack success = the EMA model's argmax on x* is y*; intervals are 95% Wilson.", ""]
+    default_density = config.headline_density
+    for attack in config.attacks:
+        lines += [f"## Attack success: `{attack}`, density `{default_density}` (paper Table 1)", "",
+                  *table1(config, results, attack, default_density), ""]
+    for algo in config.algos:
+        for attack in config.attacks:
+            lines += [f"## Attack success by density: {algo}, `{attack}` (paper Table 3)", "",
+                      *table3(config, results, algo, attack), ""]
+    lines += ["## Clean test accuracy of the victim (EMA model)", "", *accuracy_table(config, results), "",
+              "## Detection (poisoned trials)", "",
+              "Higher score = more suspicious. AUROC/AP rank the whole pool; TPR@FPR f = the largest share of poisoned "
+              "images caught at a threshold with at most f of the clean pool above it; review cost = images a "
+              "reviewer reads, top-ranked first, until every poisoned one has been seen (ties counted against the "
+              "detector). Flagged = the detector's own findings. Cells: mean [min–max] (n trials).", "",
+              *detection_table(config, results), "",
+              "## False alarms on the clean control (no poison)", "", *control_table(config, results), "",
+              "## Source/target pairs (reused across cells)", "", *pairs_table(results), "",
+              "## Failed trials", "", *failures(results), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def write_report(config: BenchConfig, results: list[TrialResult], out_dir: str | Path) -> Path:
+    """``OUT/report.md`` and its PNG plots; returns the report's path."""
+    from redteam.bench.plots import write_plots
+    from redteam.bench.store import write_text_atomic
+
+    out = Path(out_dir)
+    plots = write_plots(config, results, out)
+    path = out / "report.md"
+    write_text_atomic(path, render(config, results, plots))
+    return path

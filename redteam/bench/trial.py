@@ -1,0 +1,194 @@
+"""One bench trial, top to bottom (paper 3.2 and 5):
+
+    inject (in memory) ──► train the victim, recording every unlabeled prediction (5.3)
+        ──► attack success: the EMA model's argmax on x* == y* (3.2.1), clean test accuracy
+        ──► audit scan of the unlabeled pool, with the labeled set (5.2)
+        ──► dynamics scores of the recorded predictions (5.3)
+        ──► every detector scored against the manifest's ground truth (metrics.py)
+
+Detectors (the per-image scores the metrics rank; ``flagged`` = the images in the detector's own
+findings, what a user would review):
+
+* ``scan:bridge`` and ``scan:cluster``: ``AuditResult.scores`` of those kinds; flagged = members of
+  that kind's findings. Reported separately because they answer different threats: bridges are
+  exact pixel-space lines (linear attacks), clusters any tight group (jitter, translate, ...).
+* ``scan``: the whole scan as a reviewer reads its report: images in an error finding (bridge)
+  first, then warning (cluster), then info (near duplicate), each kind ordered by its own score.
+  A raw max over kinds would compare a chain length with a cluster score, two unrelated units.
+  Flagged = ``AuditResult.flagged()`` (warning and above: what fails the CI gate).
+* ``dynamics:<score>`` for each score of ``TrialSpec.dynamics_scores``: ``scores["dynamics"]`` of
+  :func:`audit.dynamics.score_predictions`; flip-chain gets the pool's pixels as link features
+  (the variant docs/dynamics.md measured best). Flagged = members of its findings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audit.data.imageset import Splits
+from audit.dynamics import DynamicsConfig, Recorder, RecorderObserver, load_predictions, score_predictions
+from audit.findings import AuditResult
+from audit.scan import ScanConfig, scan
+from audit.ssl.trainer import TrainConfig, Trainer
+from redteam.bench.matrix import TrialSpec
+from redteam.bench.metrics import DetectionMetrics, detection_metrics
+from redteam.inject import InjectConfig, PoisonedDataset, inject
+
+Phase = Callable[[str, int, int], None]  # (phase, done, total): "inject", "train", "scan", "dynamics"
+SCAN_ORDER = {"bridge": 2, "cluster": 1, "near_duplicate": 0}  # the severities audit.scan gives each kind
+_KIND_SPAN = 1e6  # a kind's own scores stay below this, so a higher-severity kind always ranks first
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial stored (``store.py`` writes :meth:`to_json`). ``status`` is ``ok`` or
+    ``failed`` (then ``error`` says why and the measurements are None/empty)."""
+
+    key: str
+    spec: dict
+    status: str
+    error: str | None = None
+    target: dict = field(default_factory=dict)  # test index, true label, y*, source id: the reused pair
+    n_poison: int = 0
+    pool_size: int = 0  # clean pool (the ratio's denominator)
+    success: bool | None = None  # EMA argmax on x* == y*
+    target_pred: int | None = None
+    target_prob: float | None = None  # the EMA model's probability of y* on x*
+    test_acc: float | None = None  # EMA model, clean test split
+    detectors: dict[str, DetectionMetrics] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "status": self.status, "error": self.error, "spec": self.spec,
+                "target": self.target, "n_poison": self.n_poison, "pool_size": self.pool_size,
+                "success": self.success, "target_pred": self.target_pred, "target_prob": self.target_prob,
+                "test_acc": self.test_acc, "detectors": {k: v.to_json() for k, v in self.detectors.items()},
+                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrialResult":
+        d = dict(d)
+        d["detectors"] = {k: DetectionMetrics.from_json(v) for k, v in d.get("detectors", {}).items()}
+        d["timings"] = d.pop("timings_s", {})
+        return cls(**d)
+
+
+def poisoned_pool(splits: Splits, spec: TrialSpec) -> PoisonedDataset:
+    """The trial's data. The clean control injects a 2-image linear bridge with the same seed (so the
+    same labeled set, pool, x*, y* and x' are drawn) and drops it again: the pool is exactly the
+    poisoned cells' pool without poison, in the same order."""
+    base = InjectConfig(dataset=spec.dataset, root=spec.root, labels_per_class=spec.labels_per_class,
+                        unlabeled=spec.pool, seed=spec.seed)
+    if not spec.is_control:
+        return inject(splits, replace(base, attack=spec.attack, ratio=spec.ratio, density=spec.density))
+    ds = inject(splits, replace(base, attack="linear", count=2))
+    keep = np.flatnonzero(~ds.is_poison)
+    pool = ds.unlabeled.subset(keep)
+    manifest = replace(ds.manifest, attack="none", density="none", n=0, ratio=0.0, count=None, poisoned=(),
+                       points=(), unlabeled_size=len(pool))
+    return replace(ds, unlabeled=pool, is_poison=np.zeros(len(pool), bool),
+                   origin=tuple(ds.origin[i] for i in keep), manifest=manifest)
+
+
+def run_trial(spec: TrialSpec, splits: Splits, work_dir: Path, *, phase: Phase | None = None) -> TrialResult:
+    """Run one trial; never raises for a failure inside it: a failed trial is a result too
+    (``status="failed"``, the error in one line plus the last frames), so no cell loses it."""
+    tick = phase or (lambda *_: None)
+    timings: dict[str, float] = {}
+    scratch = work_dir / spec.key
+    try:
+        return _run(spec, splits, scratch, tick, timings)
+    except Exception as exc:  # recorded, reported, never dropped (the bench goes on)
+        tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
+        return TrialResult(key=spec.key, spec=spec.to_json(), status="failed",
+                           error=f"{type(exc).__name__}: {exc}\n{tail}".strip(), timings=timings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(spec: TrialSpec, splits: Splits, scratch: Path, tick: Phase, timings: dict[str, float]) -> TrialResult:
+    t0 = time.perf_counter()
+    tick("inject", 0, 1)
+    ds = poisoned_pool(splits, spec)
+    m = ds.manifest
+    pool = ds.unlabeled.without_labels()
+    timings["inject"] = time.perf_counter() - t0
+
+    # --- the victim, with the dynamics recorder watching -----------------------------------
+    t0 = time.perf_counter()
+    s = spec.train
+    config = TrainConfig(algo=spec.algo, model=s.model, model_options=s.model_options, steps=s.steps,
+                         batch_size=s.batch_size, mu=s.mu, lr=s.lr, ema=s.ema, weight_decay=s.weight_decay,
+                         flip=s.flip, device=s.device, observe_every=s.observe_every, seed=spec.seed,
+                         eval_every=0, checkpoint_every=0, allow_repeats=True)  # 40 labels < B, as the paper
+    if scratch.exists():
+        shutil.rmtree(scratch)  # left by a killed run: a trial restarts from its beginning
+    recorder = Recorder(scratch / "predictions", pool.ids, num_classes=len(m.class_names))
+    trainer = Trainer(config, ds.labeled, pool, ds.test, observers=[RecorderObserver(recorder, pool)],
+                      on_progress=lambda p: tick("train", p.step, p.steps))
+    result = trainer.fit()
+    recorder.close()
+    probs = trainer.predict(ds.test.images[[m.target.index]])[0]
+    timings["train"] = time.perf_counter() - t0
+
+    # --- the two audits, scored against the ground truth ------------------------------------
+    t0 = time.perf_counter()
+    tick("scan", 0, 1)
+    detectors = scan_detectors(scan(pool, ScanConfig(), labeled=ds.labeled), ds.is_poison)
+    timings["scan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = load_predictions(scratch / "predictions")
+    pixels = pool.pixels()
+    for i, name in enumerate(spec.dynamics_scores):
+        tick("dynamics", i, len(spec.dynamics_scores))
+        res = score_predictions(pred, DynamicsConfig(score=name),
+                                features=pixels if name == "flip-chain" else None)
+        detectors[f"dynamics:{name}"] = detection_metrics(res.scores["dynamics"], ds.is_poison,
+                                                          _members(res, ds.is_poison.shape[0]))
+    timings["dynamics"] = time.perf_counter() - t0
+
+    return TrialResult(
+        key=spec.key, spec=spec.to_json(), status="ok",
+        target={"test_index": m.target.index, "test_id": m.target.original_id, "true_label": m.target.label,
+                "target_label": m.target_label, "source_id": m.source.original_id, "source_split": m.source.split},
+        n_poison=int(ds.is_poison.sum()), pool_size=m.unlabeled_pool_size,
+        success=bool(int(probs.argmax()) == m.target_label),  # on the control: x* called y* without poison
+        target_pred=int(probs.argmax()), target_prob=float(probs[m.target_label]), test_acc=result.test_acc_ema,
+        detectors=detectors, timings=timings)
+
+
+def scan_detectors(res: AuditResult, is_poison: np.ndarray) -> dict[str, DetectionMetrics]:
+    """``scan:bridge``, ``scan:cluster`` and the combined ``scan`` (module doc)."""
+    n = len(is_poison)
+    out = {}
+    combined = np.zeros(n)
+    for kind, rank in SCAN_ORDER.items():
+        s = np.nan_to_num(np.asarray(res.scores.get(kind, np.zeros(n)), dtype=np.float64), nan=0.0)
+        hit = s > 0
+        combined[hit] = np.maximum(combined[hit], (rank + 1) * _KIND_SPAN + np.minimum(s[hit], _KIND_SPAN - 1))
+        if kind != "near_duplicate":  # not a poison detector on its own; it ranks last in `scan`
+            out[f"scan:{kind}"] = detection_metrics(s, is_poison, _members(res, n, kind))
+    gated = set(res.flagged())
+    flagged = np.array([id_ in gated for id_ in res.ids], dtype=bool)
+    out["scan"] = detection_metrics(combined, is_poison, flagged)
+    return out
+
+
+def _members(res: AuditResult, n: int, kind: str | None = None) -> np.ndarray:
+    flagged = np.zeros(n, bool)
+    for f in res.findings:
+        if kind is None or f.kind == kind:
+            flagged[[m.index for m in f.members]] = True
+    return flagged
+
