@@ -6,8 +6,10 @@ computes those neighbourhoods in the projected space (:mod:`audit.features`).
 Index choice (measured on 2 cores, 60k Fashion-MNIST, d = 64): an exact ``IndexFlatL2``
 all-pairs search costs ~7 s and grows as N², an ``IndexIVFFlat`` with ``nlist = 4·sqrt(N)`` and
 ``nprobe = 16`` costs ~2 s (1.2 s training) with 99.3% recall of the 16 nearest neighbours. So
-pools up to ``exact_max`` (20k: about 1 s exact) use the exact index, larger ones IVF. A GPU index
-is used when faiss was built with GPU support and a GPU is visible; CPU otherwise.
+pools up to ``exact_max`` (20k: about 1 s exact) use the exact index, larger ones IVF. At 1M
+(synthetic 32×32×3, nlist 4000, k-means on a 160k sample) nprobe 16 keeps 98.3% recall@16 (8:
+79%, 32: 100% at 1.8× the search cost); the kNN stage is then two thirds of the scan time.
+A GPU index is used when faiss was built with GPU support and a GPU is visible; CPU otherwise.
 
 Shape contract: ``indices`` int64 ``N×k`` (row i never contains i; -1 pads rows that have fewer
 than k other points), ``sqdist`` float32 ``N×k`` squared projected distances, ascending.
@@ -24,6 +26,13 @@ from audit.errors import invalid_parameter
 
 EXACT_MAX = 20_000  # above this many points an exact all-pairs search costs > 1 s on 2 cores
 IVF_NPROBE = 16  # 99.3% recall@16 on Fashion-MNIST 60k at nlist = 4·sqrt(N); 32 gives 99.9% at 2x cost
+# k-means of the IVF coarse quantizer: its cost is niter · (train points) · nlist · d, i.e. it grows
+# as N^1.5 when every point trains (at 1M, nlist 4000: over 10 min of CPU). A sample of 40 points
+# per list (faiss warns below 39) and 10 iterations cost 7 CPU s at 100k (vs 23 s with faiss's
+# defaults: up to 256 points per list, 25 iterations) at the same recall@16 (measured on 2 cores,
+# synthetic 32×32×3 pool; see docs/benchmarks.md).
+IVF_TRAIN_PER_LIST = 40
+IVF_NITER = 10
 _QUERY_BATCH = 16_384
 
 
@@ -56,6 +65,8 @@ def build_index(x: np.ndarray, *, exact_max: int = EXACT_MAX, nprobe: int = IVF_
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist)
         index.cp.seed = seed
+        index.cp.niter = IVF_NITER
+        index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST  # faiss draws this sample, seeded
         index.train(x)
         index.nprobe = nprobe
         kind = "ivf"
@@ -138,12 +149,15 @@ def knn_graph(projected: np.ndarray, k: int = 16, *, exact_max: int = EXACT_MAX,
     x = np.ascontiguousarray(projected, dtype=np.float32)
     n = len(x)
     index, kind = build_index(x, exact_max=exact_max, nprobe=nprobe, use_gpu=use_gpu, seed=seed)
-    kk = min(k + 1, n)
-    sq, idx = search(index, x, kk)
-    sq, idx = drop_self(sq, idx, np.arange(n, dtype=np.int64), min(k, max(n - 1, 0)))
-    if idx.shape[1] < k:  # tiny pools: pad so every consumer sees N×k
-        pad = k - idx.shape[1]
-        idx = np.concatenate([idx, -np.ones((n, pad), np.int64)], axis=1)
-        sq = np.concatenate([sq, np.full((n, pad), np.inf, np.float32)], axis=1)
-    sq = np.where(idx < 0, np.inf, np.maximum(sq, 0)).astype(np.float32)
+    kk, keep = min(k + 1, n), min(k, max(n - 1, 0))
+    # search and drop self batch by batch into the N×k outputs: the (k+1)-wide results and
+    # drop_self's temporaries then exist for one batch only (about 1 GB of them at 1M images)
+    idx = -np.ones((n, k), np.int64)  # tiny pools keep -1 padding so every consumer sees N×k
+    sq = np.full((n, k), np.inf, np.float32)
+    for s in range(0, n, _QUERY_BATCH):
+        q = x[s : s + _QUERY_BATCH]
+        d_, i_ = index.search(q, kk)
+        d_, i_ = drop_self(d_, i_, np.arange(s, s + len(q), dtype=np.int64), keep)
+        idx[s : s + len(q), :keep] = i_
+        sq[s : s + len(q), :keep] = np.where(i_ < 0, np.inf, np.maximum(d_, 0))
     return NeighborGraph(indices=idx, sqdist=sq, projected=x, index=index, kind=kind)

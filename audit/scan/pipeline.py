@@ -175,10 +175,8 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
 
 
 def _std_ok(features: Features, cfg: ColinearityConfig) -> np.ndarray:
-    out = np.empty(len(features), bool)
-    for s in range(0, len(features), 65536):
-        out[s : s + 65536] = features.rows[s : s + 65536].std(axis=1) >= cfg.flat_std
-    return out
+    # the std came with the projection pass: no second read of the pixels
+    return features.pixel_std() >= cfg.flat_std
 
 
 def _tick(progress: Progress | None, stage: str, done: int, total: int) -> None:

@@ -146,7 +146,11 @@ def read_npz(path: Path, opts: ReadOptions = ReadOptions()) -> ImageSet:
 
 
 def read_npy(path: Path, opts: ReadOptions = ReadOptions()) -> ImageSet:
-    """One image set from an npy holding the image array alone (no labels)."""
+    """One image set from an npy holding the image array alone (no labels).
+
+    The file is memory-mapped read-only: a uint8 C-contiguous N×H×W(×C) array is never copied,
+    so a pool larger than memory can be scanned (``audit.features`` streams over it); other
+    dtypes and the N×C×H×W layout are converted in memory."""
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:

@@ -1,34 +1,13 @@
-"""Shared pools for the scan tests: the 200-image Fashion-MNIST fixture plus scikit-learn digits
-upscaled to 28×28 (1797 images), and bridges built here (tests never import redteam)."""
+"""Fixtures for the scan tests; plain helpers live in scan_helpers.py (importable by name)."""
 
 from __future__ import annotations
-
-import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from audit.data.builtin import digits
-from audit.data.imageset import ImageSet
-
-FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "fashion-mnist-200.npz"
-
-
-def bridge(xs: np.ndarray, xt: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """x_a = rint((1-a)·x' + a·x*) as uint8, one image per alpha."""
-    a = np.asarray(alphas, np.float64)[:, None, None, None]
-    return np.rint((1 - a) * xs.astype(np.float64) + a * xt.astype(np.float64)).astype(np.uint8)
-
-
-def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
-    out = []
-    for im in images:
-        buf = io.BytesIO()
-        Image.fromarray(im[..., 0]).save(buf, format="JPEG", quality=quality)
-        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())))[..., None])
-    return np.stack(out).astype(np.uint8)
+from scan_helpers import FIXTURE
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +23,3 @@ def clean_images(fashion) -> np.ndarray:
     imgs = np.concatenate([d.train.images, d.test.images])[..., 0]
     up = np.stack([np.asarray(Image.fromarray(im).resize((28, 28), Image.BILINEAR)) for im in imgs])[..., None]
     return np.concatenate([fashion[0], up.astype(np.uint8)])
-
-
-def make_set(images: np.ndarray, prefix: str = "img") -> ImageSet:
-    return ImageSet(np.ascontiguousarray(images), tuple(f"{prefix}/{i:05d}" for i in range(len(images))))
-
-
-def bridge_members(result) -> set[int]:
-    return {m.index for f in result.findings if f.kind == "bridge" for m in f.members}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_set
+from scan_helpers import make_set
 
 from audit.errors import InvalidParameterError
 from audit.features import build_features

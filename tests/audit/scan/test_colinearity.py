@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import bridge, bridge_members, jpeg, make_set
+from scan_helpers import bridge, bridge_members, jpeg, make_set
 
 from audit.data.imageset import ImageSet
 from audit.scan import ScanConfig, scan

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_set
+from scan_helpers import make_set
 
 from audit.data.imageset import ImageSet, Unreadable
 from audit.errors import EmptyDatasetError, InvalidParameterError, ShapeMismatchError

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import bridge, make_set
+from scan_helpers import bridge, make_set
 
 from audit.data.imageset import ImageSet
 from audit.errors import CheckpointError, ShapeMismatchError
