@@ -77,7 +77,7 @@ def version() -> None:
 # Subcommands, one per subpackage (each module defines a plain function).
 from audit.scan.cli import scan; app.command("scan")(scan)  # noqa: E402,E702
 from audit.ssl.cli import train; app.command("train")(train)  # noqa: E402,E702
-# from audit.dynamics.cli import dynamics; app.command("dynamics")(dynamics)
+from audit.dynamics.cli import dynamics; app.command("dynamics")(dynamics)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from audit.dynamics.flipchain import flip_chain
 from audit.dynamics.influence import avg_influence, lagged_influence
 from audit.dynamics.instances import build_instances
 from audit.dynamics.predictions import Predictions
+from audit.errors import PredictionsError, invalid_parameter
 from audit.findings import AuditResult
 from audit.registry import Registry
 
@@ -56,6 +57,19 @@ SCORES.register("flip-chain", ScoreSpec(flip_chain, 1.0))
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
+def records_for_epochs(pred: Predictions, a: int, b: int) -> tuple[int, int]:
+    """Record indices ``(first, last)`` of the records made in epochs ``a..b`` inclusive. A source
+    without epochs is taken to hold one record per epoch (the paper's cadence): indices = epochs."""
+    if not (0 <= a < b):
+        raise invalid_parameter("window", "dynamics", "an epoch range a:b with 0 <= a < b", f"{a}:{b}")
+    ep = np.arange(pred.num_records) if pred.epochs is None else np.asarray(pred.epochs)
+    inside = np.flatnonzero((ep >= a) & (ep <= b))
+    if len(inside) < 3:
+        raise PredictionsError(f"The epoch window {a}:{b} holds {len(inside)} record(s) of {pred.source or 'the predictions'} "
+                               f"(epochs {int(ep.min())}..{int(ep.max())}); the influence measure needs at least 3.")
+    return int(inside[0]), int(inside[-1])
+
+
 def flag_outliers(suspicion: np.ndarray, config: DynamicsConfig = DynamicsConfig()) -> tuple[np.ndarray, float]:
     """``(flagged bool N, threshold)`` by the robust rule in the module doc (``min_scale`` None
     reads the default of ``config.score``)."""
@@ -75,13 +89,19 @@ def flag_outliers(suspicion: np.ndarray, config: DynamicsConfig = DynamicsConfig
     return flagged, threshold
 
 
+REFERENCE_SCORE = "influence"  # the paper's exact measure: reported next to any other score
+
+
 def score_predictions(pred: Predictions, config: DynamicsConfig = DynamicsConfig(), *,
-                      features: np.ndarray | None = None, root: str = "") -> AuditResult:
+                      features: np.ndarray | None = None, root: str = "", reference: bool = False) -> AuditResult:
     """Score every example, flag outliers, group them into attack instances.
 
     ``scores["dynamics"]`` is the per-image suspicion (float64 N, higher = more suspicious;
     for ``influence`` it is ``-log(avg influence)``). ``features`` (float N×d, rows in
-    ``pred.ids`` order, e.g. ``images.pixels()``) is used only by scores that take a pixel term."""
+    ``pred.ids`` order, e.g. ``images.pixels()``) is used only by scores that take a pixel term.
+    ``reference`` adds ``params["reference"]``: the paper's avg influence of every image (by id),
+    its threshold and what the same flagging rule flags with it, whatever ``config.score`` is
+    (computed once when ``config.score`` is already ``influence``)."""
     score = SCORES.get(config.score).fn
     timings: dict[str, float] = {}
     if config.window is not None:
@@ -89,6 +109,17 @@ def score_predictions(pred: Predictions, config: DynamicsConfig = DynamicsConfig
     t0 = time.perf_counter()
     out = score(pred.probs, config, features)
     timings["score"] = time.perf_counter() - t0
+    ref = None
+    if reference:
+        t0 = time.perf_counter()
+        ref_config = dataclasses.replace(config, score=REFERENCE_SCORE, min_scale=None, max_flagged=None)
+        ref_out = out if config.score == REFERENCE_SCORE else SCORES.get(REFERENCE_SCORE).fn(pred.probs, ref_config, None)
+        ref_flagged, ref_threshold = flag_outliers(ref_out.suspicion, ref_config)
+        ref = {"score": REFERENCE_SCORE, "definition": "paper 5.3 avg influence over the 5 closest; low = suspicious",
+               "threshold_avg_influence": float(np.exp(-ref_threshold)) if np.isfinite(ref_threshold) else None,
+               "flagged": [pred.ids[i] for i in np.flatnonzero(ref_flagged)],
+               "avg_influence": dict(zip(pred.ids, np.asarray(ref_out.value, dtype=np.float64).tolist()))}
+        timings["reference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     flagged, threshold = flag_outliers(out.suspicion, config)
     findings = build_instances(pred, out, flagged, threshold)
@@ -96,5 +127,7 @@ def score_predictions(pred: Predictions, config: DynamicsConfig = DynamicsConfig
     params = dataclasses.asdict(config)
     params.update(threshold=threshold, n_flagged=int(flagged.sum()), records=pred.num_records,
                   steps=[int(pred.steps[0]), int(pred.steps[-1])], search=out.stats)
+    if ref is not None:
+        params["reference"] = ref
     return AuditResult(tool="dynamics", root=root or pred.source, ids=pred.ids, findings=findings,
                        scores={"dynamics": out.suspicion.astype(np.float64)}, params=params, timings=timings)

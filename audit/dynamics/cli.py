@@ -1,0 +1,286 @@
+"""``audit dynamics``: train while recording every unlabeled image's prediction, score how each
+one's prediction follows others' (paper 5.3), report and gate like ``audit scan``; optionally
+remove what was flagged and retrain (``--rounds``).
+
+Two modes:
+
+* train here: ``--labeled DIR --unlabeled DIR [--test DIR] --out RUN`` (the layout ``redteam
+  inject`` writes) or ``--dataset NAME``; the data and training options are ``audit train``'s
+  own (the very option objects, so the two commands cannot drift);
+* score predictions recorded elsewhere: ``--predictions FILE_OR_DIR --unlabeled DIR`` (ids are
+  checked against the folder).
+
+Streams as in ``audit scan``: progress and notes on stderr, the summary (or ``--format json``)
+on stdout. Exit codes: 0 gate passed, 1 gate failed (a finding at or above ``--fail-on``),
+2 usage/runtime error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audit.errors import DataError, InvalidParameterError, invalid_parameter
+from audit.scan.cli import FailOn, OutputFormat
+from audit.ssl.cli import Device, train as _train
+
+# audit train's option objects: the same flags, help and defaults (reused, not copied)
+_T = {name: p.default for name, p in inspect.signature(_train).parameters.items()}
+
+# Default score: the one that validated best on real runs (docs/benchmarks.md, "audit dynamics").
+DEFAULT_SCORE = "influence"
+DEFAULT_RECORD_EVERY = 20  # == audit.dynamics.run.DEFAULT_RECORD_EVERY (a test checks; importing it here slows --help)
+
+_SCORING = "Scoring"
+_REPORTS = "Reports"
+_ROUNDS = "Remove and retrain"
+
+
+class Score(str, Enum):
+    influence = "influence"
+    lagged_influence = "lagged-influence"
+    flip_chain = "flip-chain"
+
+
+def dynamics(
+    algo: str = _T["algo"], algo_options: Optional[List[str]] = _T["algo_options"],
+    labeled: Optional[Path] = _T["labeled"], unlabeled: Optional[Path] = _T["unlabeled"],
+    test: Optional[Path] = _T["test"], dataset: Optional[str] = _T["dataset"],
+    labels_per_class: int = _T["labels_per_class"], unlabeled_size: Optional[int] = _T["unlabeled_size"],
+    model: str = _T["model"], steps: int = _T["steps"], batch_size: int = _T["batch_size"], mu: int = _T["mu"],
+    lr: float = _T["lr"], flip: bool = _T["flip"], allow_repeats: bool = _T["allow_repeats"], seed: int = _T["seed"],
+    ema: float = typer.Option(0.999, "--ema", rich_help_panel="Training",
+                              help="EMA decay of the recorded model (0.99 suits runs of a few thousand steps)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="RUN", rich_help_panel="Run",
+                                       help="Run folder: predictions/, model.pt, metrics.jsonl, checkpoint.pt, round-R/."),
+    resume: bool = typer.Option(False, "--resume", rich_help_panel="Run",
+                                help="Continue the run in --out (training and recording) from its checkpoint: no record lost or duplicated."),
+    record_every: int = typer.Option(DEFAULT_RECORD_EVERY, "--record-every", metavar="N", min=1, rich_help_panel="Run",
+                                     help="Record the EMA model's prediction on every unlabeled image every N steps (cost: docs/dynamics.md)."),
+    device: Device = _T["device"], eval_every: int = _T["eval_every"], checkpoint_every: int = _T["checkpoint_every"],
+    threads: Optional[int] = _T["threads"],
+    predictions: Optional[Path] = typer.Option(None, "--predictions", metavar="FILE_OR_DIR", rich_help_panel="Data",
+                                               help="Score predictions recorded elsewhere (a recording folder, .npz or .npy) instead of training; needs --unlabeled."),
+    score: Optional[Score] = typer.Option(None, "--score", case_sensitive=False, rich_help_panel=_SCORING,
+                                          help=f"Score to flag with (default {DEFAULT_SCORE}, the best in validation). The paper's influence is always in the JSON as a reference."),
+    window: Optional[str] = typer.Option(None, "--window", metavar="A:B", rich_help_panel=_SCORING,
+                                         help="Score only records made in epochs A..B (a source without epochs: one record per epoch)."),
+    pixel_links: bool = typer.Option(False, "--pixel-links", rich_help_panel=_SCORING,
+                                     help="flip-chain: look for chain links among pixel-space neighbours instead of trajectory neighbours."),
+    flip_window: Optional[float] = typer.Option(None, "--flip-window", metavar="RECORDS", rich_help_panel=_SCORING,
+                                                help="flip-chain: a predecessor flips at most this many records earlier (default 2; scale with the cadence)."),
+    z: float = typer.Option(3.5, "--z", rich_help_panel=_SCORING, help="Flag at robust z-score above this (median + z·MAD rule)."),
+    max_flagged: Optional[int] = typer.Option(None, "--max-flagged", min=1, rich_help_panel=_SCORING,
+                                              help="Review budget: keep at most this many of the flagged (never flags more than the rule)."),
+    rounds: int = typer.Option(0, "--rounds", metavar="R", min=0, rich_help_panel=_ROUNDS,
+                               help="Remove the flagged images, retrain from scratch, rescore; R times."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", metavar="FILE", rich_help_panel=_ROUNDS,
+                                            help="A `redteam inject` manifest.json: report how many removed images were poison and whether the attack still succeeds."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE", rich_help_panel=_REPORTS, help="Write the JSON report."),
+    html_path: Optional[Path] = typer.Option(None, "--html", metavar="FILE", rich_help_panel=_REPORTS,
+                                             help="Write the HTML review page: score histogram (paper Fig. 7), per-instance heatmaps (Fig. 5)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", rich_help_panel=_REPORTS,
+                                            help="Write one row per image: is_dynamics_issue, dynamics_score."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", case_sensitive=False, help="Exit 1 when a finding is at or above this severity."),
+    output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", case_sensitive=False,
+                                               help="stdout: text summary, GitHub Actions annotations, or the JSON report."),
+    top: int = typer.Option(10, "--top", min=1, help="Findings listed in the text summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
+) -> None:
+    """Audit an unlabeled pool by its training dynamics (paper 5.3): train while recording each
+    image's prediction, flag images whose prediction follows a few others' (a bridge is learned
+    one member after another), group them into attack instances. Exit 0 pass, 1 gate failed, 2 error."""
+    train_mode = predictions is None
+    if train_mode:
+        if out is None:
+            raise InvalidParameterError("give --out RUN (the run folder) to train here, or --predictions FILE_OR_DIR "
+                                        "--unlabeled DIR to score predictions recorded elsewhere")
+        if dataset is not None and (labeled is not None or unlabeled is not None or test is not None):
+            raise InvalidParameterError("--dataset cannot be combined with --labeled/--unlabeled/--test; use one or the other")
+        if dataset is None and (labeled is None or unlabeled is None):
+            raise InvalidParameterError("give --labeled DIR and --unlabeled DIR (and optionally --test DIR), or --dataset NAME")
+    else:
+        if unlabeled is None:
+            raise InvalidParameterError("--predictions needs --unlabeled DIR: the folder the predictions were recorded on")
+        for flag, v in (("--rounds", rounds or None), ("--resume", resume or None), ("--dataset", dataset),
+                        ("--labeled", labeled)):
+            if v is not None:
+                raise InvalidParameterError(f"{flag} trains a model; it cannot be combined with --predictions")
+    epochs = _parse_window(window)
+    if threads is not None:
+        if threads < 1:
+            raise invalid_parameter("threads", "dynamics", "an int >= 1", threads)
+        import torch
+
+        torch.set_num_threads(threads)
+    from audit.dynamics.config import DynamicsConfig
+    from audit.dynamics.retrain import audit_rounds, read_ground_truth, score_folder, single_round
+
+    name = (score.value if score is not None else DEFAULT_SCORE)
+    kw = {} if flip_window is None else {"flip_window": flip_window}
+    config = DynamicsConfig(score=name, z=z, max_flagged=max_flagged, **kw)
+    truth = None if manifest is None else read_ground_truth(manifest)
+    err = Console(stderr=True, quiet=quiet)
+    stdout = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
+
+    if train_mode:
+        from audit.ssl.cli import _builtin, _folders, _parse_options
+        from audit.ssl.trainer import TrainConfig
+
+        tconfig = TrainConfig(algo=algo, algo_config=_parse_options(algo_options or []), model=model, steps=steps,
+                              batch_size=batch_size, mu=mu, lr=lr, ema=ema, eval_every=eval_every,
+                              checkpoint_every=checkpoint_every, seed=seed, device=device.value, flip=flip,
+                              allow_repeats=allow_repeats)
+        if dataset is not None:
+            lab, unl, tst = _builtin(dataset, labels_per_class, unlabeled_size, seed)
+        else:
+            lab, unl, tst = _folders(labeled, unlabeled, test)
+        if resume and not (out / "predictions" / "meta.json").exists():
+            err.print(f"nothing to resume in {out}: starting a new run", highlight=False, markup=False)
+        with _TrainProgress(err, algo, steps) as progress:
+            run = audit_rounds(tconfig, lab, unl, tst, out_dir=out, config=config, rounds=rounds,
+                               record_every=record_every, resume=resume, epochs=epochs, pixel_links=pixel_links,
+                               truth=truth, root=str(unlabeled or dataset), on_round=progress.round,
+                               on_progress=progress.step)
+        pool = unl
+    else:
+        from audit.data.load import load_images
+
+        pool = load_images(unlabeled)
+        if len(pool) == 0:
+            raise DataError(f"{unlabeled}: no readable image")
+        result = score_folder(predictions, pool.without_labels(), config, epochs=epochs, pixel_links=pixel_links,
+                              root=str(unlabeled))
+        run = single_round(result, pool, truth)
+    _report(run, pool, truth, config, err, stdout, fail_on.value, output_format, json_path, html_path, csv_path,
+            top, quiet, unlabeled)
+
+
+def _parse_window(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    a, sep, b = text.partition(":")
+    try:
+        lo, hi = int(a), int(b)
+    except ValueError:
+        lo = hi = -1
+    if not sep or lo < 0 or hi <= lo:
+        raise invalid_parameter("--window", "audit dynamics", "A:B with epochs 0 <= A < B, e.g. 10:80", text)
+    return lo, hi
+
+
+class _TrainProgress:
+    """A rich progress bar per round on stderr (disabled with --quiet or off a terminal)."""
+
+    def __init__(self, console: Console, algo: str, steps: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console, self.algo, self.steps = console, algo, steps
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
+                             disable=console.quiet or not console.is_terminal)
+        self.task = None
+
+    def __enter__(self) -> "_TrainProgress":
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bars.stop()
+
+    def round(self, r: int, start: int, pool: int) -> None:
+        label = f"{self.algo} round {r} ({pool} images)" if r else f"{self.algo} ({pool} images)"
+        self.task = self.bars.add_task(label, total=self.steps, completed=start, stats="")
+        if self.bars.disable:
+            self.console.print(f"{label}: training from step {start}", highlight=False, markup=False)
+
+    def step(self, info) -> None:
+        if self.task is not None:
+            stats = f"loss {info.loss:.3f}" + ("" if info.test_acc is None else f"  acc {100 * info.test_acc:.1f}%")
+            self.bars.update(self.task, completed=info.step, stats=stats)
+
+
+def _report(run, pool, truth, config, err: Console, stdout: Console, level: str, output_format, json_path,
+            html_path, csv_path, top: int, quiet: bool, unlabeled: Path | None) -> None:
+    from audit.report import github_annotations, render_console, write_csv, write_html, write_json
+    from audit.report.ci import gate
+    from audit.report.json import dumps
+
+    result = run.result
+    code = gate(result, level)
+    written = []
+    if json_path is not None:
+        written.append(write_json(result, json_path, fail_on=level))
+    if html_path is not None:
+        extra, per_finding = _figures(result, pool, truth)
+        written.append(write_html(result, pool, html_path, title=f"audit dynamics: {result.root}", fail_on=level,
+                                  extra_figures=extra, finding_figures=per_finding))
+    if csv_path is not None:
+        written.append(write_csv(result, csv_path))
+    if not quiet:
+        render_console(result, stdout if output_format is OutputFormat.text else err, top=top, fail_on=level)
+        _rounds_table(run, stdout if output_format is OutputFormat.text else err, truth)
+        for path in written:
+            err.print(f"wrote {path}", highlight=False, markup=False)
+    if output_format is OutputFormat.github:
+        root = str(unlabeled) if unlabeled is not None and unlabeled.is_dir() else None
+        typer.echo(github_annotations(result, file_root=root, local_ids=set(pool.ids)), nl=False)
+    elif output_format is OutputFormat.json:
+        typer.echo(dumps(result, fail_on=level), nl=False)
+    if code:
+        raise typer.Exit(code)
+
+
+def _figures(result, pool, truth):
+    import numpy as np
+
+    from audit.dynamics.figures import instance_heatmap, score_histogram
+
+    positive = None if truth is None else np.isin(np.asarray(result.ids, dtype=object), list(truth.poison_ids))
+    hist = score_histogram(result.scores["dynamics"], float(result.params.get("threshold", np.inf)),
+                           score=str(result.params.get("score", "dynamics")), positive=positive)
+    extra = {f"Figure 7 (paper): {result.params.get('score')} suspicion of every unlabeled image; shaded: flagged "
+             f"(threshold {result.params.get('threshold', float('nan')):.3g})": hist}
+    per_finding = {}
+    for k, f in enumerate(result.findings[:50]):
+        ev = f.evidence
+        if "trajectory" in ev and "steps" in ev and ev["trajectory"]:
+            png = instance_heatmap(np.asarray(ev["trajectory"]), ev["steps"], final_class=int(ev["final_class"]),
+                                   labels=[m.id for m in f.members])
+            per_finding[k] = {f"Figure 5 (paper): P(class {ev['final_class']}) of each member over training, "
+                              "members in flip order": png}
+    return extra, per_finding
+
+
+def _rounds_table(run, console: Console, truth) -> None:
+    rounds = run.rounds
+    rec = rounds[0].run
+    if rec is not None:
+        frac = rec.record_fraction
+        note = ""
+        if frac == frac and frac > 0.10:  # the 10% budget: say which cadence would meet it
+            note = f" (--record-every {int(-(-rec.record_every * frac // 0.10))} would keep it under 10%)"
+        console.print(f"recording: {rec.records} records every {rec.record_every} steps, "
+                      f"{rec.record_seconds:.1f} s = {100 * frac:.1f}% of training time{note}",
+                      highlight=False, markup=False)
+    if len(rounds) < 2 and truth is None:
+        return
+    table = Table(title="Remove and retrain", title_justify="left")
+    for col in ("round", "pool", "removed", "poison removed", "poison left", "flagged", "test acc", "Δ acc", "attack"):
+        table.add_column(col, justify="right")
+    base = rounds[0].test_acc
+    for rd in rounds:
+        acc = "–" if rd.test_acc is None else f"{100 * rd.test_acc:.2f}%"
+        delta = "–" if rd.test_acc is None or base is None else f"{100 * (rd.test_acc - base):+.2f}"
+        atk = "–" if rd.attack_success is None else ("succeeded" if rd.attack_success else "failed")
+        table.add_row(str(rd.index), str(rd.pool_size), str(len(rd.removed)),
+                      "–" if rd.poison_removed is None else str(rd.poison_removed),
+                      "–" if rd.poison_left is None else str(rd.poison_left), str(len(rd.flagged)), acc, delta, atk)
+    console.print(table)
