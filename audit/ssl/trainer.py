@@ -15,7 +15,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,6 +56,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     flip: bool = True  # random horizontal flips in the weak and strong augmentations
+    # overrides of audit.ssl.augment.Strong's fields (n_ops, magnitude, cutout, pad, fill); "pad"
+    # also sets the weak translation. E.g. {"fill": 0.0} on black-background images (Fashion-MNIST),
+    # where the default grey turns every rotated corner and cutout patch into a foreign texture
+    augment_options: Mapping[str, Any] | None = None
     # B > number of labeled images means every batch repeats labeled images (FixMatch's 40-label
     # setting does, with B = 64); refused unless asked for, because it is usually a mistake
     allow_repeats: bool = False
@@ -144,13 +148,16 @@ Observer = Callable[[TrainEvent], None]  # may also define on_resume(step): drop
 class Trainer:
     def __init__(self, config: TrainConfig, labeled: ImageSet, unlabeled: ImageSet, test: ImageSet | None = None,
                  *, out_dir: Path | None = None, observers: Sequence[Observer] = (),
-                 on_progress: Callable[[ProgressInfo], None] | None = None) -> None:
+                 on_progress: Callable[[ProgressInfo], None] | None = None,
+                 should_stop: Callable[[ProgressInfo], bool] | None = None) -> None:
+        # should_stop: asked after every step; True ends the run there as if it were the last
+        # step (final evaluation, observers' final call, model.pt), e.g. at a CPU-time budget
         self.config = cfg = config
         algo_cls = ALGORITHMS.get(cfg.algo)
         self.num_classes = _check_data(cfg, labeled, unlabeled, test)
         self.labeled, self.unlabeled, self.test = labeled, unlabeled, test
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.observers, self.on_progress = list(observers), on_progress
+        self.observers, self.on_progress, self.should_stop = list(observers), on_progress, should_stop
         self.device = _resolve_device(cfg.device)
         self.algorithm = algo_cls(algo_cls.make_config(cfg.algo_config), num_classes=self.num_classes)
 
@@ -168,7 +175,7 @@ class Trainer:
             lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda k: math.cos(7 * math.pi * k / (16 * cfg.steps)))
-        self.weak, self.strong = Weak(flip=cfg.flip), Strong(flip=cfg.flip)
+        self.weak, self.strong = _augmenters(cfg)
 
         # the data, once, on the device: uint8 N×H×W×C, batches drawn by index
         self._x_l = torch.from_numpy(labeled.images).to(self.device)
@@ -203,7 +210,8 @@ class Trainer:
         n_logged, last_acc, last_observed = 0, None, -1
         t0 = time.perf_counter()
         model.train()
-        while self.step < cfg.steps:
+        last = self.step >= cfg.steps
+        while not last:
             batch = self._next_batch()
             out = self.algorithm.step(model, batch)  # forward + loss
             self.optimizer.zero_grad(set_to_none=True)
@@ -220,17 +228,19 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             n_logged += 1
             elapsed = self._elapsed_before + time.perf_counter() - t0
-            if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps:
+            info = ProgressInfo(self.step, cfg.steps, loss, out.logs, self.scheduler.get_last_lr()[0], last_acc, elapsed)
+            last = self.step == cfg.steps or (self.should_stop is not None and self.should_stop(info))
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
                 evals.append(self._evaluate({k: v / n_logged for k, v in sums.items()}, elapsed))
                 sums, n_logged, last_acc = {}, 0, evals[-1].test_acc_ema
-            if self.step % observe_every == 0 or self.step == cfg.steps:
-                self._observe(final=self.step == cfg.steps)
+                info = replace(info, test_acc=last_acc)
+            if self.step % observe_every == 0 or last:
+                self._observe(final=last)
                 last_observed = self.step
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir is not None:
                 self.save_checkpoint(elapsed)
             if self.on_progress is not None:
-                self.on_progress(ProgressInfo(self.step, cfg.steps, loss, out.logs,
-                                              self.scheduler.get_last_lr()[0], last_acc, elapsed))
+                self.on_progress(info)
         if last_observed != self.step:  # resumed at the end: still give observers their final call
             self._observe(final=True)
 
@@ -316,7 +326,7 @@ class Trainer:
             "fingerprint": self._fingerprint, "config": self._config_json, "step": self.step,
             "elapsed_s": elapsed, "model": self.model.state_dict(), "ema": self.ema_model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(self._sampler),
+            "algorithm": self.algorithm.state_dict(), "rng": checkpoint.rng_state(self._sampler),
         })
         return path
 
@@ -333,6 +343,7 @@ class Trainer:
             self.ema_model.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            self.algorithm.load_state_dict(state.get("algorithm", {}))
             checkpoint.set_rng_state(state["rng"], self._sampler)
         except Exception as exc:
             raise checkpoint.CheckpointError(
@@ -406,6 +417,19 @@ def balanced_split(imageset: ImageSet, per_class: int, seed: int = 0) -> tuple[I
     mask = np.zeros(len(imageset), bool)
     mask[chosen] = True
     return imageset.subset(np.flatnonzero(mask)), imageset.subset(np.flatnonzero(~mask))
+
+
+_AUGMENT_OPTIONS = ("n_ops", "magnitude", "cutout", "pad", "fill")
+
+
+def _augmenters(cfg: TrainConfig) -> tuple[Weak, Strong]:
+    options = dict(cfg.augment_options or {})
+    unknown = sorted(set(options) - set(_AUGMENT_OPTIONS))
+    if unknown:
+        raise invalid_parameter("augment_options", "TrainConfig", f"a dict with keys among {', '.join(_AUGMENT_OPTIONS)}",
+                                unknown)
+    weak = Weak(flip=cfg.flip, **({"pad": options["pad"]} if "pad" in options else {}))
+    return weak, Strong(flip=cfg.flip, **options)
 
 
 def _config_dict(cfg: TrainConfig, algo_config: Any) -> dict:

@@ -78,6 +78,16 @@ class Algorithm:
     def step(self, model: nn.Module, batch: Batch) -> StepOutput:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors the algorithm carries from step to step (FixMatch's distribution-alignment
+        averages); the trainer saves them in its checkpoint so that a resumed run is exact."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned; a stateless algorithm accepts only ``{}``."""
+        if state:
+            raise invalid_parameter("state", type(self).__name__, "an empty dict (no state)", sorted(state))
+
 
 # --- shared pieces of the losses --------------------------------------------------------------
 

@@ -1,15 +1,24 @@
 """FixMatch (Sohn et al., NeurIPS 2020; paper Appendix A): a hard pseudo-label from the weak view,
 kept only where its confidence reaches the threshold, trained with cross-entropy on the strong view.
+
+Optional, off by default (not part of FixMatch): distribution alignment (Berthelot et al.,
+*ReMixMatch*, ICLR 2020, section 3.2). The weak-view probabilities are multiplied by
+p_labeled / p_model (running means of the labeled class frequencies and of the model's own
+weak-view predictions) and renormalised before the threshold. With 4 labels per class the model's
+early guesses pile onto a few classes and FixMatch's confident-only loss reinforces them
+(confirmation bias); alignment keeps the pseudo-label marginal near the labeled one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
+from audit.errors import invalid_parameter
 from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split
 
 
@@ -21,14 +30,29 @@ class FixMatchConfig:
     # the reference code). True: the weak view, which only makes labels, in its own no-grad pass:
     # about 30% less compute per step on CPU, BatchNorm statistics of that pass its own
     weak_no_grad: bool = False
+    dist_align: bool = False  # ReMixMatch's distribution alignment of the weak-view probabilities (not FixMatch's)
+    # decay per step of the two running means alignment uses: ~100 batches, ReMixMatch's 128-batch
+    # window; USB's 0.999 barely leaves the uniform start within a few-thousand-step CPU run
+    dist_align_momentum: float = 0.99
 
     def __post_init__(self) -> None:
         check_range("FixMatchConfig", "threshold", self.threshold, 0.0, 1.0)
         check_range("FixMatchConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
+        check_range("FixMatchConfig", "dist_align_momentum", self.dist_align_momentum, 0.0, 1.0)
+        for name in ("weak_no_grad", "dist_align"):
+            if not isinstance(getattr(self, name), bool):
+                raise invalid_parameter(name, "FixMatchConfig", "a bool", getattr(self, name))
 
 
 class FixMatch(Algorithm):
     Config = FixMatchConfig
+
+    def __init__(self, config=None, *, num_classes: int) -> None:
+        super().__init__(config, num_classes=num_classes)
+        uniform = torch.full((num_classes,), 1.0 / num_classes)
+        # running means for distribution alignment (unused without it): model's weak-view
+        # prediction and labeled class frequency, both N=C probability vectors
+        self.p_model, self.p_labeled = uniform.clone(), uniform.clone()
 
     def step(self, model: nn.Module, batch: Batch) -> StepOutput:
         cfg = self.config
@@ -42,10 +66,30 @@ class FixMatch(Algorithm):
         sup_loss = F.cross_entropy(logits_l, batch.y_l)
 
         probs_w = torch.softmax(logits_u_w.detach(), dim=1)  # the guess gets no gradient
-        confidence, pseudo = probs_w.max(dim=1)
+        guess = self.align(probs_w, batch.y_l) if cfg.dist_align else probs_w
+        confidence, pseudo = guess.max(dim=1)
         mask = (confidence >= cfg.threshold).float()
         unsup_loss = (F.cross_entropy(logits_u_s, pseudo, reduction="none") * mask).mean()
 
         loss = sup_loss + cfg.lambda_u * unsup_loss
         logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "mask_rate": mask.mean().item()}
         return StepOutput(loss, logs, probs_w)
+
+    @torch.no_grad()
+    def align(self, probs: Tensor, labels: Tensor) -> Tensor:
+        """Distribution alignment: update the running means with this batch, then return
+        ``probs·p_labeled/p_model`` renormalised (``N×C`` probabilities in, the same out)."""
+        m = self.config.dist_align_momentum
+        counts = torch.bincount(labels, minlength=self.num_classes).float()
+        self.p_labeled = (m * self.p_labeled.to(probs.device) + (1 - m) * counts / counts.sum())
+        self.p_model = (m * self.p_model.to(probs.device) + (1 - m) * probs.mean(dim=0))
+        aligned = probs * (self.p_labeled / self.p_model.clamp_min(1e-6))
+        return aligned / aligned.sum(dim=1, keepdim=True)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"p_model": self.p_model.clone(), "p_labeled": self.p_labeled.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        if set(state) != {"p_model", "p_labeled"}:
+            raise invalid_parameter("state", "FixMatch", "a dict with keys p_labeled, p_model", sorted(state))
+        self.p_model, self.p_labeled = state["p_model"].clone(), state["p_labeled"].clone()

@@ -76,6 +76,27 @@ def test_fixmatch_ignores_unlabeled_examples_below_the_threshold(weak_no_grad):
     assert base.unlabeled_probs.shape == (8, C)
 
 
+def test_fixmatch_distribution_alignment_is_off_by_default_and_undoes_a_one_class_pile_up():
+    assert FixMatch.Config().dist_align is False  # the paper's FixMatch has none
+    x_u = torch.zeros(6, 1, 4, 4)
+    x_u[:, 0, 0, 0] = 1.0  # every unlabeled guess is class 0 at p ≈ 0.965 (scale 4, C = 3)
+    plain = FixMatch(num_classes=C).step(lookup_model(4.0), batch(x_u))
+    aligned = FixMatch(FixMatch.make_config({"dist_align": True, "dist_align_momentum": 0.0}), num_classes=C)
+    out = aligned.step(lookup_model(4.0), batch(x_u))
+    assert plain.logs["mask_rate"] == 1.0
+    # p_model = this batch's mean (all class 0), p_labeled uniform: the guesses become uniform
+    assert out.logs["mask_rate"] == 0.0
+    torch.testing.assert_close(aligned.p_model, out.unlabeled_probs.mean(0))
+    torch.testing.assert_close(aligned.p_labeled, torch.full((C,), 1 / C))
+    restored = FixMatch(aligned.config, num_classes=C)
+    restored.load_state_dict(aligned.state_dict())
+    torch.testing.assert_close(restored.p_model, aligned.p_model)
+    with pytest.raises(InvalidParameterError, match="p_labeled, p_model"):
+        restored.load_state_dict({"p_model": aligned.p_model})
+    with pytest.raises(InvalidParameterError, match="no state"):
+        PseudoLabel(num_classes=C).load_state_dict({"p_model": aligned.p_model})
+
+
 # --- UDA -------------------------------------------------------------------------------------
 def test_uda_targets_are_sharper_than_the_weak_prediction_and_masked_below_08():
     logits = torch.randn(64, 10)

@@ -77,6 +77,42 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(data, tmp_path):
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["steps"] == 10
 
 
+def test_resume_restores_the_algorithms_own_state(data, tmp_path):
+    cfg = TrainConfig(**{**TINY, "steps": 6, "checkpoint_every": 3, "algo_config": {"dist_align": True}})
+    straight = Trainer(cfg, *data, out_dir=tmp_path / "a")
+    straight.fit()
+
+    def kill_at_4(info):
+        if info.step == 4:
+            raise Kill
+
+    with pytest.raises(Kill):
+        Trainer(cfg, *data, out_dir=tmp_path / "b", on_progress=kill_at_4).fit()
+    resumed = Trainer(cfg, *data, out_dir=tmp_path / "b")
+    resumed.fit(resume=True)
+    assert not torch.equal(straight.algorithm.p_model, torch.full((10,), 0.1))  # the test can fail
+    assert torch.equal(straight.algorithm.p_model, resumed.algorithm.p_model)
+    assert same(weights(straight.model), weights(resumed.model))
+
+
+def test_should_stop_ends_the_run_as_its_last_step(data, tmp_path):
+    seen = []
+    trainer = Trainer(TrainConfig(**{**TINY, "steps": 20}), *data, out_dir=tmp_path,
+                      observers=[lambda e: seen.append((e.step, e.final))], should_stop=lambda info: info.step == 4)
+    result = trainer.fit()
+    assert result.steps == 4 and result.evals[-1].step == 4 and result.test_acc_ema is not None
+    assert seen == [(4, True)]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 4
+    assert (tmp_path / "model.pt").is_file()
+
+
+def test_augment_options_reach_the_augmenters(data):
+    trainer = Trainer(TrainConfig(**{**TINY, "augment_options": {"fill": 0.0, "cutout": 0.25, "pad": 0.1}}), *data)
+    assert (trainer.strong.fill, trainer.strong.cutout, trainer.strong.pad, trainer.weak.pad) == (0.0, 0.25, 0.1, 0.1)
+    with pytest.raises(InvalidParameterError, match="keys among n_ops, magnitude, cutout, pad, fill"):
+        Trainer(TrainConfig(**{**TINY, "augment_options": {"fil": 0.0}}), *data)
+
+
 def test_bad_checkpoints_raise_one_clear_error_and_write_nothing(data, tmp_path):
     cfg = TrainConfig(**{**TINY, "steps": 4, "checkpoint_every": 2})
     Trainer(cfg, *data, out_dir=tmp_path).fit()
