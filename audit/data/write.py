@@ -14,16 +14,15 @@ separators, ``..`` and leading dots can never place a file outside ``out_dir``.
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
-from itertools import count
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from audit.atomic import write_atomic
 from audit.data.imageset import ImageSet
 from audit.errors import invalid_parameter
 
@@ -31,7 +30,6 @@ PNG_COMPRESS_LEVEL = 6  # zlib's default; fixed so the bytes never depend on a l
 NPZ_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's epoch: no wall-clock time in the file
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_tmp_counter = count()
 
 
 def safe_name(name: str, *, default: str = "image") -> str:
@@ -64,23 +62,9 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file beside it and ``os.replace``.
-
-    The temporary file is created with ordinary permissions (the umask applies, unlike
-    ``mkstemp``'s 0600), so a dataset written here is readable like any other."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    """One file, atomically; no fsync per file (tens of thousands of PNGs), the manifest written
+    last is what marks a finished dataset."""
+    return write_atomic(path, data, fsync=False)
 
 
 def class_folders(images: ImageSet) -> list[str]:

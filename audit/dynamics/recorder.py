@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from audit.atomic import atomic_open, write_atomic
 from audit.data.imageset import ImageSet
 from audit.dynamics.predictions import FORMAT, META, ROW_SUM_TOL, VERSION, read_meta
 from audit.errors import PredictionsError, invalid_parameter
@@ -223,20 +224,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_save(dest: Path, arr: np.ndarray) -> None:
-    tmp = dest.with_name(f".tmp-{os.getpid()}-{dest.name}")
-    with open(tmp, "wb") as fh:
+    with atomic_open(dest) as fh:
         np.save(fh, arr, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    _fsync_dir(dest.parent)  # the rename itself must survive a crash before meta.json names it
 
 
 def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".tmp-{os.getpid()}-{dest.name}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
+    write_atomic(dest, data)
     _fsync_dir(dest.parent)

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from audit.findings import AuditResult
-from audit.report._io import write_atomic
+from audit.atomic import write_atomic
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -22,7 +22,7 @@ from typing import Mapping
 
 from audit.data.imageset import ImageSet
 from audit.findings import AuditResult, Finding, Severity
-from audit.report._io import write_atomic
+from audit.atomic import write_atomic
 from audit.report.ci import gate_failed, ranked
 from audit.report.thumbs import data_uri, thumbnail_png
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.findings import AuditResult
-from audit.report._io import write_atomic
+from audit.atomic import write_atomic
 from audit.report.ci import gate_json
 
 

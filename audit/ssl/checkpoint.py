@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from audit.atomic import atomic_open
 from audit.errors import CheckpointError
 
 FORMAT = "ssl-poison-audit/checkpoint/1"
@@ -75,18 +74,8 @@ def set_rng_state(state: dict[str, Any], sampler: torch.Generator) -> None:
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
     A run killed mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load(path: Path, expected_fingerprint: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -113,11 +102,3 @@ def load(path: Path, expected_fingerprint: str, config: dict[str, Any]) -> dict[
             f"resume with the same options and data, or use another --out"
         )
     return state
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """``write(f)`` into a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audit.atomic import atomic_open, write_atomic
 from audit.data.imageset import ImageSet
 from audit.errors import AuditError, DataError, ShapeMismatchError, invalid_parameter
 from audit.ssl import checkpoint
@@ -251,9 +252,9 @@ class Trainer:
         result = TrainResult(cfg.algo, self.step, acc_ema, acc_raw, evals, time.perf_counter() - t0,
                              self._config_json)
         if self.out_dir is not None:
-            checkpoint.atomic_write(self.out_dir / "model.pt", lambda f: torch.save(self._model_file(), f))
-            checkpoint.atomic_write(self.out_dir / "summary.json",
-                                    lambda f: f.write(json.dumps(result.to_json(), indent=2).encode()))
+            with atomic_open(self.out_dir / "model.pt") as f:
+                torch.save(self._model_file(), f)
+            write_atomic(self.out_dir / "summary.json", json.dumps(result.to_json(), indent=2))
         return result
 
     def _next_batch(self) -> Batch:
@@ -354,7 +355,7 @@ class Trainer:
         if metrics.is_file():
             lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if _line_step(ln) <= self.step]
-            checkpoint.atomic_write(metrics, lambda f: f.write("".join(ln + "\n" for ln in kept).encode()))
+            write_atomic(metrics, "".join(ln + "\n" for ln in kept))
         for observer in self.observers:
             on_resume = getattr(observer, "on_resume", None)
             if on_resume is not None:

@@ -211,10 +211,10 @@ def render(config: BenchConfig, results: list[TrialResult], plots: list[str]) ->
 def write_report(config: BenchConfig, results: list[TrialResult], out_dir: str | Path) -> Path:
     """``OUT/report.md`` and its PNG plots; returns the report's path."""
     from redteam.bench.plots import write_plots
-    from redteam.bench.store import write_text_atomic
+    from audit.atomic import write_atomic
 
     out = Path(out_dir)
     plots = write_plots(config, results, out)
     path = out / "report.md"
-    write_text_atomic(path, render(config, results, plots))
+    write_atomic(path, render(config, results, plots))
     return path

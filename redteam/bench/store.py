@@ -13,28 +13,18 @@ asked (``retry_failed``): a deterministic error would only fail again.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from audit.atomic import write_atomic
 from audit.errors import InvalidParameterError
 from redteam.bench.trial import TrialResult
 
 RESULTS_VERSION = 1
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_json_atomic(path: Path, obj: object) -> None:
     # allow_nan=False: a NaN would make the file unreadable by strict JSON parsers; metrics use None
-    write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
 class TrialStore:

@@ -12,8 +12,6 @@ written atomically (temporary file, fsync, rename) and read back with ``weights_
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audit.atomic import atomic_open
 from audit.errors import CheckpointError, ShapeMismatchError, invalid_parameter
 from redteam.generative.model import Discriminator, GanShape, Generator
 
@@ -122,16 +121,8 @@ def save_generator(path: str | Path, generator: Generator, info: dict | None = N
     state = {"format": FORMAT, "shape": generator.shape.to_json(),
              "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
              "info": dict(info or {})}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(state, f)
     return path
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import audit.data.write as write
+import audit.atomic as atomic
 from audit.data.imageset import ImageSet
 from audit.data.write import png_bytes, safe_name, write_npz, write_png_folder, write_pngs
 from audit.errors import InvalidParameterError
@@ -99,7 +99,7 @@ def test_png_bytes_are_deterministic_and_carry_no_metadata(tmp_path):
 def test_killed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     ims = _rgb()
     calls = {"n": 0}
-    real = write.os.replace
+    real = atomic.os.replace
 
     def flaky_replace(src, dst):
         calls["n"] += 1
@@ -107,7 +107,7 @@ def test_killed_write_leaves_no_partial_file(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the run is killed while the third file is being placed
         return real(src, dst)
 
-    monkeypatch.setattr(write.os, "replace", flaky_replace)
+    monkeypatch.setattr(atomic.os, "replace", flaky_replace)
     with pytest.raises(KeyboardInterrupt):
         write_png_folder(ims, tmp_path)
     left = _files(tmp_path)
