@@ -9,7 +9,7 @@ from scan_helpers import make_set
 from audit.errors import InvalidParameterError
 from audit.features import build_features
 from audit.neighbors import knn_graph
-from audit.scan import ScanConfig, scan
+from audit.scan import scan
 from audit.scan.clusters import ClusterConfig, find_clusters
 
 

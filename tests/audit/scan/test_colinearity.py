@@ -7,7 +7,7 @@ import pytest
 from scan_helpers import bridge, bridge_members, jpeg, make_set
 
 from audit.data.imageset import ImageSet
-from audit.scan import ScanConfig, scan
+from audit.scan import scan
 
 SRC, TGT = 0, 150  # fixture rows: a t-shirt (class 0) and a sneaker (class 7)
 # dense near x' with repeated rounding-level steps, sparse near x* (like density (1-x)^2)
