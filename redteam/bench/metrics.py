@@ -103,7 +103,10 @@ def wilson(k: int, n: int, z: float = WILSON_Z) -> tuple[float, float] | None:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    # at k = 0 (k = n) the bound is exactly 0 (1); rounding could leave it a hair past p
+    lo = 0.0 if k == 0 else max(0.0, mid - half)
+    hi = 1.0 if k == n else min(1.0, mid + half)
+    return lo, hi
 
 
 @dataclass(frozen=True)

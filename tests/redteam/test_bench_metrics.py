@@ -104,3 +104,14 @@ def test_wilson_interval():
     with pytest.raises(InvalidParameterError):
         wilson(3, 2)
     assert not any(math.isnan(v) for v in wilson(1, 1))
+
+
+def test_wilson_interval_always_contains_the_observed_rate():
+    # a plot's error bars are p - lo and hi - p: both must be >= 0 exactly, also at k = 0 and k = n
+    from redteam.bench.metrics import wilson
+
+    for n in range(1, 40):
+        for k in range(n + 1):
+            lo, hi = wilson(k, n)
+            assert lo <= k / n <= hi
+    assert wilson(0, 3)[0] == 0.0 and wilson(3, 3)[1] == 1.0
