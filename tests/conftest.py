@@ -12,6 +12,18 @@ from audit.data.imageset import ImageSet
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run tiny tensors on 2 shared cores: a second intra-op thread only adds
+    synchronisation, and under contention it made them 5-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fashion200() -> ImageSet:
     """200 real Fashion-MNIST test images (20 per class), uint8 200×28×28×1."""

@@ -13,40 +13,13 @@ from redteam.attacks.linear import Linear, LinearConfig, interpolate
 from redteam.density import alphas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The torch-based attacks (gan, transfer) work on a handful of tiny images: one thread is
-    several times faster than two on a shared 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model_checkpoint(path, train, steps=60):
     """A trainer-format model.pt of a small `cnn` trained for a few Adam steps on ``train``."""
     import torch
-    import torch.nn.functional as F
 
-    from audit.ssl.augment import to_float
-    from audit.ssl.models import build_model
+    from attack_helpers import trained_tiny_cnn, trainer_model_file
 
-    torch.manual_seed(0)
-    h, w, c = train.shape
-    net = build_model("cnn", 10, c, (h, w), widths=(8, 16))
-    x, y = to_float(train.images), torch.from_numpy(train.labels)
-    opt = torch.optim.Adam(net.parameters(), 0.01)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        i = torch.randint(len(x), (128,), generator=g)
-        loss = F.cross_entropy(net(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.save({"model": "cnn", "num_classes": 10, "in_channels": c, "image_size": [h, w], "class_names": [],
-                "model_options": {"widths": [8, 16]}, "state_dict": net.eval().state_dict()}, path)
+    torch.save(trainer_model_file(trained_tiny_cnn(train, steps), train.shape), path)
     return path
 
 

@@ -9,20 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 from audit.errors import CheckpointError, InvalidParameterError, ShapeMismatchError
+from attack_helpers import digits_context
 from redteam.attacks import AttackContext
 from redteam.attacks.gan import Gan, GanConfig
 from redteam.cli import app
 from redteam.generative import (GanShape, GanTrainConfig, Generator, generate, invert, load_generator,
                                 save_generator, train_gan)
 from redteam.generative.model import Discriminator, split_size
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread beats two on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
 
 
 def _generator(size=8, channels=1):
@@ -41,12 +34,7 @@ def g_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(digits_train):
-    labels = digits_train.labels
-    labeled = np.concatenate([np.flatnonzero(labels == c)[:4] for c in range(10)])
-    pool = np.setdiff1d(np.arange(len(labels)), labeled)
-    return AttackContext(train=digits_train, labeled=labeled, unlabeled=pool,
-                         target=digits_train.images[int(np.flatnonzero(labels == 8)[-1])], target_label=3,
-                         source=int(labeled[labels[labeled] == 3][0]), n=20, density="1.5-x")
+    return digits_context(digits_train, n=20)
 
 
 @pytest.mark.parametrize(("size", "channels"), [(8, 1), (28, 1), (32, 3)])

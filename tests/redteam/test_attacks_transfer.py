@@ -6,62 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from audit.errors import CheckpointError, InvalidParameterError, ShapeMismatchError
 from audit.ssl.augment import to_float
 from audit.ssl.models import build_model
-from redteam.attacks import AttackContext
+from attack_helpers import digits_context, trained_tiny_cnn, trainer_model_file
 from redteam.attacks.transfer import Transfer, TransferConfig, load_init_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # one image at a time: one thread beats two on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
-def _trained_cnn(train, steps=40):
-    torch.manual_seed(0)
-    h, w, c = train.shape
-    net = build_model("cnn", 10, c, (h, w), widths=(8, 16))
-    x, y = to_float(train.images), torch.from_numpy(train.labels)
-    opt = torch.optim.Adam(net.parameters(), 0.01)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        i = torch.randint(len(x), (128,), generator=g)
-        loss = F.cross_entropy(net(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
-
-
-def _trainer_file(net, shape):
-    h, w, c = shape
-    return {"model": "cnn", "num_classes": 10, "in_channels": c, "image_size": [h, w], "class_names": [],
-            "model_options": {"widths": [8, 16]}, "state_dict": net.state_dict()}
 
 
 @pytest.fixture(scope="module")
 def files(digits_train, tmp_path_factory):
     d = tmp_path_factory.mktemp("theta")
-    net = _trained_cnn(digits_train)
-    torch.save(_trainer_file(net, digits_train.shape), d / "model.pt")
+    net = trained_tiny_cnn(digits_train)
+    torch.save(trainer_model_file(net, digits_train.shape), d / "model.pt")
     torch.save(build_model("cnn", 10, 1, 8).state_dict(), d / "plain.pt")  # default widths
     return d, net
 
 
 @pytest.fixture(scope="module")
 def ctx(digits_train):
-    labels = digits_train.labels
-    labeled = np.concatenate([np.flatnonzero(labels == c)[:4] for c in range(10)])
-    pool = np.setdiff1d(np.arange(len(labels)), labeled)
-    return AttackContext(train=digits_train, labeled=labeled, unlabeled=pool,
-                         target=digits_train.images[int(np.flatnonzero(labels == 8)[-1])], target_label=3,
-                         source=int(labeled[labels[labeled] == 3][0]), n=12, density="1.5-x")
+    return digits_context(digits_train, n=12)
 
 
 def test_source_is_labeled_y_star_by_theta_init_and_close_to_the_target(ctx, files):
@@ -90,7 +54,7 @@ def test_plain_state_dict_with_a_model_name(ctx, files):
 def test_theta_init_that_does_not_fit_the_data_is_one_clear_error(ctx, files, fashion200, tmp_path):
     d, _ = files
     fm = build_model("cnn", 10, 1, 28, widths=(8, 16))
-    torch.save(_trainer_file(fm, fashion200.shape), tmp_path / "fm.pt")
+    torch.save(trainer_model_file(fm, fashion200.shape), tmp_path / "fm.pt")
     with pytest.raises(ShapeMismatchError, match=r"is a cnn for 28×28×1 images and 10 classes, but the data is "
                                                   r"8×8×1 with 10 classes"):
         Transfer(TransferConfig(model_path=str(tmp_path / "fm.pt"))).generate(ctx, np.random.default_rng(0))

@@ -124,13 +124,10 @@ def test_bad_predictions_exit_2_with_one_line(tmp_path, pool):
 
 
 def test_a_killed_run_resumes_without_losing_or_duplicating_records(tmp_path, digits_train):
-    import torch
-
     from audit.dynamics import load_predictions
     from audit.dynamics.run import record_run
     from audit.ssl.trainer import TrainConfig, balanced_split
 
-    torch.set_num_threads(1)
     lab, rest = balanced_split(digits_train, 2, 0)
     unl = rest.subset(np.arange(100)).without_labels()
     cfg = TrainConfig(steps=12, batch_size=8, mu=2, device="cpu", flip=False, eval_every=0, checkpoint_every=6,

@@ -18,16 +18,6 @@ FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "fashion-mnist-200.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tests run small tensors on a few shared cores: a second intra-op thread only adds
-    # synchronisation, and under contention it made them 5-20x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_registry_holds_the_promised_models():
     assert {"wrn28_2", "cnn"} <= set(MODELS.names())
 
