@@ -263,7 +263,7 @@ class Trainer:
         iu = torch.randint(len(self._x_u), (cfg.mu * cfg.batch_size,), generator=self._sampler).to(self.device)
         return Batch(x_l=to_float(self._x_l[il], self.device), y_l=self._y_l[il],
                      x_u=to_float(self._x_u[iu], self.device), weak=self.weak, strong=self.strong,
-                     t=self.step / cfg.steps, teacher=self.ema_model)
+                     t=self.step / cfg.steps, teacher=self.ema_model, step=self.step)
 
     @torch.no_grad()
     def _update_ema(self) -> None:

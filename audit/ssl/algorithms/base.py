@@ -34,6 +34,7 @@ class Batch:
     strong: Augment  # RandAugment + cutout
     t: float  # progress of the run in [0, 1]: step / total steps (for ramps)
     teacher: nn.Module | None = None  # the trainer's EMA model (eval mode, no grad): Mean Teacher's teacher
+    step: int = 0  # steps done before this one (for ramps given in steps rather than as a fraction)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class Algorithm:
 
 def ramp(t: float, rampup: float) -> float:
     """Linear ramp-up of the unlabeled weight: 0 at the start, 1 once a fraction ``rampup`` of the
-    run has passed (USB's ``unsup_warm_up``). ``rampup`` 0 means no ramp."""
+    run has passed (USB's ``unsup_warm_up``). ``rampup`` 0 means no ramp. A ramp given in steps is
+    the same call: ``ramp(step, rampup_steps)``."""
     if rampup <= 0:
         return 1.0
     return float(min(max(t / rampup, 0.0), 1.0))

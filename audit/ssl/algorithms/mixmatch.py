@@ -24,6 +24,10 @@ class MixMatchConfig:
     alpha: float = 0.5  # MixUp λ ~ Beta(α, α) (paper's CIFAR-10 value)
     lambda_u: float = 100.0  # weight of the L2 loss (mean over examples and classes, as the reference code)
     rampup: float = 1 / 16  # fraction of the run over which λu ramps from 0: the reference code's 1M of 16M images
+    # > 0: ramp over this many steps instead (the MixMatch paper: 16 000). A CPU run of a few
+    # hundred steps has a 1/16 ramp of a few dozen steps, λu = 100 arrives before the labels have
+    # taught the model anything, and the guesses collapse onto one class
+    rampup_steps: int = 0
 
     def __post_init__(self) -> None:
         check_range("MixMatchConfig", "k", self.k, 1, 64)
@@ -31,6 +35,7 @@ class MixMatchConfig:
         check_range("MixMatchConfig", "alpha", self.alpha, 0.0, float("inf"), lo_open=True)
         check_range("MixMatchConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
         check_range("MixMatchConfig", "rampup", self.rampup, 0.0, 1.0)
+        check_range("MixMatchConfig", "rampup_steps", self.rampup_steps, 0, float("inf"))
 
 
 def mixup_lambda(alpha: float, size: tuple[int, ...] = ()) -> Tensor:
@@ -62,7 +67,8 @@ class MixMatch(Algorithm):
         logits_l, logits_u = forward_split(model, x_mix[:b], x_mix[b:])
         sup_loss = soft_cross_entropy(logits_l, y_mix[:b]).mean()
         unsup_loss = F.mse_loss(torch.softmax(logits_u, dim=1), y_mix[b:])
-        weight = cfg.lambda_u * ramp(batch.t, cfg.rampup)
+        progress = ramp(batch.step, cfg.rampup_steps) if cfg.rampup_steps else ramp(batch.t, cfg.rampup)
+        weight = cfg.lambda_u * progress
 
         loss = sup_loss + weight * unsup_loss
         logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "lambda_u": weight, "mixup_lambda": lam}

@@ -97,6 +97,27 @@ def test_fixmatch_distribution_alignment_is_off_by_default_and_undoes_a_one_clas
         PseudoLabel(num_classes=C).load_state_dict({"p_model": aligned.p_model})
 
 
+def test_fixmatch_self_adaptive_threshold_follows_the_models_confidence_per_class():
+    assert FixMatch.Config().threshold_mode == "fixed"
+    x_u = torch.cat([images(4, 0) * 0, images(0, 2)])
+    x_u[:4, 0, 0, 0] = 1.0  # four guesses of class 0 at p = softmax(1, 0, 0) = 0.576, two uniform
+    fixed = FixMatch(num_classes=C).step(lookup_model(1.0), batch(x_u))
+    algo = FixMatch(FixMatch.make_config({"threshold_mode": "self_adaptive", "sat_momentum": 0.0}), num_classes=C)
+    out = algo.step(lookup_model(1.0), batch(x_u))
+    assert fixed.logs["mask_rate"] == 0.0  # 0.576 < τ = 0.95
+    probs = out.unlabeled_probs
+    tau = probs.max(1).values.mean()  # τ_t with λ = 0: this batch's mean top confidence (≈ 0.495)
+    torch.testing.assert_close(algo.sat_tau, tau)
+    torch.testing.assert_close(algo.class_thresholds(probs), tau * probs.mean(0) / probs.mean(0).max())
+    # class 0 (the most predicted) gets τ_t ≈ 0.495: the four 0.576 guesses pass, the uniform ones do not
+    assert out.logs["mask_rate"] == pytest.approx(4 / 6) and out.logs["threshold"] == pytest.approx(tau.item())
+    restored = FixMatch(algo.config, num_classes=C)
+    restored.load_state_dict(algo.state_dict())
+    torch.testing.assert_close(restored.sat_p, algo.sat_p)
+    with pytest.raises(InvalidParameterError, match="fixed, self_adaptive"):
+        FixMatch.make_config({"threshold_mode": "flex"})
+
+
 # --- UDA -------------------------------------------------------------------------------------
 def test_uda_targets_are_sharper_than_the_weak_prediction_and_masked_below_08():
     logits = torch.randn(64, 10)
@@ -126,6 +147,10 @@ def test_mixmatch_lambda_sharpening_and_rampup():
     end = algo.step(model, batch(images(4, 4), t=1.0))
     assert start.logs["lambda_u"] == 0.0 and end.logs["lambda_u"] == 100.0
     assert start.logs["mixup_lambda"] >= 0.5 and torch.isfinite(end.loss)
+    # a ramp in steps ignores the fraction of the run: step 4000 of a 16 000-step ramp is 25%
+    by_steps = MixMatch(MixMatch.make_config({"rampup_steps": 16_000}), num_classes=C)
+    quarter = by_steps.step(model, Batch(**{**batch(images(4, 4), t=1.0).__dict__, "step": 4000}))
+    assert quarter.logs["lambda_u"] == pytest.approx(25.0)
 
 
 # --- VAT -------------------------------------------------------------------------------------
