@@ -85,7 +85,7 @@ def _predict_target(out: Path, image: np.ndarray, labeled) -> np.ndarray:
 
 
 # --- scoring ------------------------------------------------------------------------------------
-VARIANTS = ("influence", "lagged-influence", "flip-chain", "flip-chain+pixels")
+VARIANTS = ("influence", "lagged-influence", "flip-chain", "flip-chain+pixels", "chain", "chain+pixels")
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -107,10 +107,10 @@ def tpr_at_fpr(score: np.ndarray, positive: np.ndarray, fpr: float) -> float:
 def score_variant(pred, variant: str, config_kw: dict, pixels: np.ndarray | None):
     from audit.dynamics import DynamicsConfig, score_predictions
 
-    name = "flip-chain" if variant == "flip-chain+pixels" else variant
+    name = variant.removesuffix("+pixels")  # NAME+pixels: the score gets the pool's pixels
     cfg = DynamicsConfig(score=name, **config_kw)
     t0 = time.perf_counter()
-    res = score_predictions(pred, cfg, features=pixels if variant == "flip-chain+pixels" else None)
+    res = score_predictions(pred, cfg, features=pixels if name != variant else None)
     return res, time.perf_counter() - t0
 
 

@@ -224,7 +224,7 @@ def bench(
     observe_every: Annotated[Optional[int], _Opt(help="Steps between prediction records (dynamics).",
                                                  show_default="one pass over the pool")] = None,
     dynamics_score: Annotated[Optional[list[str]], _Opt("--dynamics-score",
-                                                        help="Dynamics score(s) to evaluate.")] = None,
+                                                        help="Dynamics score(s) to evaluate; NAME+pixels gives the score the pool's pixels (default: influence, chain, chain+pixels).")] = None,
     seed: Annotated[Optional[int], _Opt(help="Base seed.")] = None,
     device: Annotated[Optional[str], _Opt(help="auto, cpu, cuda or cuda:N.")] = None,
     threads: Annotated[int, _Opt(help="CPU threads for torch and FAISS (0: their default). The default 1 "

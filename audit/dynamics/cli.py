@@ -35,7 +35,7 @@ from audit.ssl.cli import Device, train as _train
 _T = {name: p.default for name, p in inspect.signature(_train).parameters.items()}
 
 # Default score: the one that validated best on real runs (docs/benchmarks.md, "audit dynamics").
-DEFAULT_SCORE = "influence"
+DEFAULT_SCORE = "chain"
 DEFAULT_RECORD_EVERY = 20  # == audit.dynamics.run.DEFAULT_RECORD_EVERY (a test checks; importing it here slows --help)
 
 _SCORING = "Scoring"
@@ -47,6 +47,7 @@ class Score(str, Enum):
     influence = "influence"
     lagged_influence = "lagged-influence"
     flip_chain = "flip-chain"
+    chain = "chain"
 
 
 def dynamics(
@@ -73,7 +74,9 @@ def dynamics(
     window: Optional[str] = typer.Option(None, "--window", metavar="A:B", rich_help_panel=_SCORING,
                                          help="Score only records made in epochs A..B (a source without epochs: one record per epoch)."),
     pixel_links: bool = typer.Option(False, "--pixel-links", rich_help_panel=_SCORING,
-                                     help="flip-chain: look for chain links among pixel-space neighbours instead of trajectory neighbours."),
+                                     help="Pixel-space neighbours as one input: chain averages its value over them (the best validated setting), flip-chain looks for links among them."),
+    motion_dedupe: float = typer.Option(0.0, "--motion-dedupe", metavar="R", min=0.0, rich_help_panel=_SCORING,
+                                        help="chain: leave out neighbours closer than R x the median squared distance (near-duplicate groups; 0 = off, try 0.05)."),
     flip_window: Optional[float] = typer.Option(None, "--flip-window", metavar="RECORDS", rich_help_panel=_SCORING,
                                                 help="flip-chain: a predecessor flips at most this many records earlier (default 2; scale with the cadence)."),
     z: float = typer.Option(3.5, "--z", rich_help_panel=_SCORING, help="Flag at robust z-score above this (median + z·MAD rule)."),
@@ -125,7 +128,7 @@ def dynamics(
 
     name = (score.value if score is not None else DEFAULT_SCORE)
     kw = {} if flip_window is None else {"flip_window": flip_window}
-    config = DynamicsConfig(score=name, z=z, max_flagged=max_flagged, **kw)
+    config = DynamicsConfig(score=name, z=z, max_flagged=max_flagged, motion_dedupe=motion_dedupe, **kw)
     truth = None if manifest is None else read_ground_truth(manifest)
     err = Console(stderr=True, quiet=quiet)
     stdout = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err

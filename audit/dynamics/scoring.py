@@ -5,7 +5,9 @@
 * ``influence``: the paper's avg influence, exactly (:mod:`audit.dynamics.influence`);
 * ``lagged-influence``: the share of an example's motion another example repeats at a delay;
 * ``flip-chain``: length of the staircase of late same-class flips through an example
-  (links among trajectory neighbours, or pixel neighbours when features are given).
+  (links among trajectory neighbours, or pixel neighbours when features are given);
+* ``chain``: how nearly an example's prediction motion lies on a line between two others'
+  (a bridge is a one-parameter family: :mod:`audit.dynamics.chain`).
 
 Flagging rule (never "top k" alone, so a clean pool can pass): on the log-scale suspicion s,
 flag ``s > median(s) + z · max(1.4826 · MAD(s), min_scale)``. The median/MAD are robust to the
@@ -24,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from audit.dynamics.chain import motion_chain
 from audit.dynamics.config import DynamicsConfig, ScoreOutput
 from audit.dynamics.flipchain import flip_chain
 from audit.dynamics.influence import avg_influence, lagged_influence
@@ -53,6 +56,9 @@ SCORES.register("lagged-influence", ScoreSpec(lagged_influence, 0.25))
 # log(chain length): clean chains have median 1 (MAD 0) and a long tail; 1.0 flags chains
 # longer than e^3.5 ≈ 33 links at z = 3.5 (a bridge needs tens of points: paper 3.2.7)
 SCORES.register("flip-chain", ScoreSpec(flip_chain, 1.0))
+# chain values lie in [-1, 1]; a clean pool's robust spread is ~0.05-0.1: 0.05 keeps a pool whose
+# values are all alike from flagging noise (measured: docs/benchmarks.md, "audit dynamics")
+SCORES.register("chain", ScoreSpec(motion_chain, 0.05))
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 

@@ -33,6 +33,9 @@ SPEC_VERSION = 1  # bump when a trial's meaning changes: every stored trial is t
 CONTROL = "none"  # the attack (and density) name of the clean control cells
 
 
+PIXELS = "+pixels"  # suffix of a dynamics score name: give the score the pool's pixels
+
+
 @dataclass(frozen=True)
 class TrainSetup:
     """How the victim trains (the algorithm and seed come from the cell); the fields of
@@ -81,7 +84,8 @@ class BenchConfig:
     trials: int = 8  # the paper's 8 attempts per cell
     seed: int = 0
     train: TrainSetup = field(default_factory=TrainSetup)
-    dynamics_scores: tuple[str, ...] = ("influence", "flip-chain")  # audit.dynamics.SCORES names
+    # audit.dynamics.SCORES names; "NAME+pixels" scores with the pool's pixels as its features
+    dynamics_scores: tuple[str, ...] = ("influence", "chain", "chain+pixels")
     preset: str = "custom"  # the preset this came from (a label in the report; not in trial identity)
 
     def __post_init__(self) -> None:
@@ -98,7 +102,7 @@ class BenchConfig:
         for d in self.densities:
             DENSITIES.get(d)
         for s in self.dynamics_scores:
-            SCORES.get(s)
+            SCORES.get(s.removesuffix(PIXELS))
         for r in self.ratios:
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= MAX_RATIO:
                 raise invalid_parameter("ratios", own, f"floats in (0, {MAX_RATIO}] (the clean control is always "

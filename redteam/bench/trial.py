@@ -17,7 +17,8 @@ findings, what a user would review):
   A raw max over kinds would compare a chain length with a cluster score, two unrelated units.
   Flagged = ``AuditResult.flagged()`` (warning and above: what fails the CI gate).
 * ``dynamics:<score>`` for each score of ``TrialSpec.dynamics_scores``: ``scores["dynamics"]`` of
-  :func:`audit.dynamics.score_predictions`; flip-chain gets the pool's pixels as link features
+  :func:`audit.dynamics.score_predictions`; a name ending in ``+pixels`` gives the score the pool's
+  pixels as its features (chain: the neighbours it averages over; flip-chain: its link candidates)
   (the variant docs/dynamics.md measured best). Flagged = members of its findings.
 """
 
@@ -37,7 +38,7 @@ from audit.dynamics import DynamicsConfig, Recorder, RecorderObserver, load_pred
 from audit.findings import AuditResult
 from audit.scan import ScanConfig, scan
 from audit.ssl.trainer import TrainConfig, Trainer
-from redteam.bench.matrix import TrialSpec
+from redteam.bench.matrix import PIXELS, TrialSpec
 from redteam.bench.metrics import DetectionMetrics, detection_metrics
 from redteam.inject import InjectConfig, PoisonedDataset, inject
 
@@ -152,8 +153,8 @@ def _run(spec: TrialSpec, splits: Splits, scratch: Path, tick: Phase, timings: d
     pixels = pool.pixels()
     for i, name in enumerate(spec.dynamics_scores):
         tick("dynamics", i, len(spec.dynamics_scores))
-        res = score_predictions(pred, DynamicsConfig(score=name),
-                                features=pixels if name == "flip-chain" else None)
+        base = name.removesuffix(PIXELS)
+        res = score_predictions(pred, DynamicsConfig(score=base), features=pixels if base != name else None)
         detectors[f"dynamics:{name}"] = detection_metrics(res.scores["dynamics"], ds.is_poison,
                                                           _members(res, ds.is_poison.shape[0]))
     timings["dynamics"] = time.perf_counter() - t0

@@ -74,7 +74,7 @@ def test_bench_runs_resumes_and_reports(tmp_path, digits_splits):
     assert control.n_poison == 0 and poisoned.n_poison == 70 and poisoned.success in (True, False)
     assert 0.0 <= poisoned.test_acc <= 1.0
     assert set(poisoned.detectors) == {"scan:bridge", "scan:cluster", "scan", "dynamics:influence",
-                                       "dynamics:flip-chain"}
+                                       "dynamics:chain", "dynamics:chain+pixels"}
     assert poisoned.detectors["scan:bridge"].auroc > 0.9  # a linear bridge in pixel space
     assert control.detectors["scan"].auroc is None and control.detectors["scan"].n_poison == 0
 

@@ -23,7 +23,7 @@ def sim():
 
 
 def test_registry_names_and_unknown_name():
-    assert SCORES.names() == ["influence", "lagged-influence", "flip-chain"]
+    assert SCORES.names() == ["influence", "lagged-influence", "flip-chain", "chain"]
     with pytest.raises(UnknownNameError, match="Unknown dynamics score 'flipchain'. Available: influence, "):
         SCORES.get("flipchain")
 
@@ -104,7 +104,7 @@ def test_a_clean_pool_passes_flip_chain():
     assert res.findings == () and res.worst() is None
 
 
-@pytest.mark.parametrize("name", ["influence", "lagged-influence", "flip-chain"])
+@pytest.mark.parametrize("name", ["influence", "lagged-influence", "flip-chain", "chain"])
 def test_every_score_runs_on_the_simulation(sim, name):
     res = score_predictions(validate_predictions(sim.probs, sim.ids), DynamicsConfig(score=name),
                             features=sim.features)
