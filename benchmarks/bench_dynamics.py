@@ -38,16 +38,15 @@ def train(args: argparse.Namespace) -> None:
     from audit.data.builtin import fashion_mnist
     from audit.dynamics.run import record_run
     from audit.ssl.trainer import TrainConfig
-    from redteam.inject import InjectConfig, inject
+    from redteam.inject import inject
 
     torch.set_num_threads(args.threads)
     splits = fashion_mnist()
     for seed in args.seeds:
-        ds = inject(splits, InjectConfig(dataset="fashion-mnist", unlabeled=args.pool, ratio=args.ratio,
-                                         seed=seed, labels_per_class=4))
+        ds = inject(splits, _inject_config(args.pool, args.ratio, seed, args.attack, args.param))
         t_idx = ds.manifest.target.index
         for kind in args.kinds:
-            out = args.work / f"{args.algo}-s{seed}-{kind}"
+            out = args.work / f"{_prefix(args.algo, args.attack)}-s{seed}-{kind}"
             if (out / "bench.json").exists():
                 print(f"skip {out} (done)", flush=True)
                 continue
@@ -62,6 +61,7 @@ def train(args: argparse.Namespace) -> None:
             info = {
                 "algo": args.algo, "seed": seed, "kind": kind, "pool": len(pool), "n_poison": int(ds.is_poison.sum()),
                 "poison_ids": list(ds.manifest.poisoned) if kind == "poisoned" else [], "ratio": args.ratio,
+                "attack": args.attack, "param": list(args.param),
                 "target_label": ds.manifest.target_label, "target_true": ds.manifest.target.label,
                 "target_pred": int(probs_t.argmax()), "target_prob_ystar": float(probs_t[ds.manifest.target_label]),
                 "attack_success": bool(probs_t.argmax() == ds.manifest.target_label),
@@ -69,6 +69,19 @@ def train(args: argparse.Namespace) -> None:
             }
             (out / "bench.json").write_text(json.dumps(info, indent=2))
             print(json.dumps({k: v for k, v in info.items() if k != "poison_ids"}), flush=True)
+
+
+def _prefix(algo: str, attack: str) -> str:
+    """Run folder prefix: ``fixmatch`` for the linear bridge (the first runs' names), else ``fixmatch-gan``."""
+    return algo if attack == "linear" else f"{algo}-{attack}"
+
+
+def _inject_config(pool: int, ratio: float, seed: int, attack: str = "linear", param=()):
+    from redteam.cli import attack_config
+    from redteam.inject import InjectConfig
+
+    return InjectConfig(dataset="fashion-mnist", unlabeled=pool, ratio=ratio, seed=seed, labels_per_class=4,
+                        attack=attack, attack_config=attack_config(attack, list(param)))
 
 
 def _predict_target(out: Path, image: np.ndarray, labeled) -> np.ndarray:
@@ -118,7 +131,7 @@ def score(args: argparse.Namespace) -> None:
     from audit.dynamics import load_predictions
 
     rows = []
-    for bench in sorted(args.work.glob(f"{args.algo}-s*-poisoned/bench.json")):
+    for bench in sorted(args.work.glob(f"{_prefix(args.algo, args.attack)}-s*-poisoned/bench.json")):
         info = json.loads(bench.read_text())
         run = bench.parent
         pred = load_predictions(run / "predictions")
@@ -162,12 +175,13 @@ _PIXEL_CACHE: dict = {}
 def _pixels(run: Path, ids, info) -> np.ndarray:
     """Pixel rows of the run's pool in prediction order, rebuilt with the same inject call."""
     from audit.data.builtin import fashion_mnist
-    from redteam.inject import InjectConfig, inject
+    from redteam.inject import inject
 
-    key = (info["seed"], info["pool"] if info["kind"] == "poisoned" else info["pool"] + info["n_poison"])
+    attack, param = info.get("attack", "linear"), tuple(info.get("param", ()))
+    key = (info["seed"], info["pool"] if info["kind"] == "poisoned" else info["pool"] + info["n_poison"], attack, param)
     if key not in _PIXEL_CACHE:
-        ds = inject(fashion_mnist(), InjectConfig(dataset="fashion-mnist", unlabeled=key[1] - info["n_poison"],
-                                                  ratio=info.get("ratio", 0.005), seed=info["seed"], labels_per_class=4))
+        ds = inject(fashion_mnist(), _inject_config(key[1] - info["n_poison"], info.get("ratio", 0.005), info["seed"],
+                                                    attack, param))
         _PIXEL_CACHE[key] = dict(zip(ds.unlabeled.ids, ds.unlabeled.pixels()))
     table = _PIXEL_CACHE[key]
     return np.stack([table[i] for i in ids]).astype(np.float32)
@@ -198,12 +212,15 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--kinds", nargs="+", default=["poisoned", "clean"], choices=["poisoned", "clean"])
     t.add_argument("--pool", type=int, default=5000)
     t.add_argument("--ratio", type=float, default=0.005)
+    t.add_argument("--attack", default="linear", help="redteam attack (gan: needs -p generator=G.pt)")
+    t.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="attack parameter")
     t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--record-every", type=int, default=10)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--work", type=Path, default=WORK)
     s = sub.add_parser("score")
     s.add_argument("--algo", default="fixmatch")
+    s.add_argument("--attack", default="linear")
     s.add_argument("--every", type=int, default=1, help="keep every n-th record (a coarser cadence)")
     s.add_argument("--flip-window", type=float, default=2.0)
     s.add_argument("--lag-max", type=int, default=3)

@@ -43,7 +43,7 @@ def timing(args) -> None:
           f"load average before {os.getloadavg()[0]:.2f}")
     runs = [(name, None) for name in SCORES]
     if feats is not None:
-        runs.append(("flip-chain", feats))
+        runs += [("flip-chain", feats), ("chain", feats)]
     if args.only:
         runs = [r for r in runs if r[0] == args.only]
     for name, f in runs:

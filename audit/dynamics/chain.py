@@ -63,7 +63,7 @@ def betweenness(x: np.ndarray, nbr: np.ndarray) -> np.ndarray:
         off = x[np.maximum(idx, 0)] - x[a:b, None, :]  # chunk×k×D
         norm = np.linalg.norm(off, axis=2, keepdims=True)
         off /= np.maximum(norm, 1e-12)
-        cos = np.einsum("nid,njd->nij", off, off)[:, iu[0], iu[1]]
+        cos = np.matmul(off, off.transpose(0, 2, 1))[:, iu[0], iu[1]]  # batched BLAS
         valid = ((idx >= 0) & (norm[..., 0] > 0))
         cos[~(valid[:, iu[0]] & valid[:, iu[1]])] = np.inf
         best = cos.min(1)
