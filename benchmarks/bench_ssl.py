@@ -98,7 +98,7 @@ def timings(args) -> None:
 
 
 def accuracy(args) -> None:
-    labeled, unlabeled, test = data(args.pool)
+    labeled, unlabeled, test = data(args.pool, seed=args.label_seed)
     algo_config = json.loads(args.algo_config) if args.algo_config else None
     model_options = json.loads(args.model_options) if args.model_options else None
     augment_options = json.loads(args.augment_options) if args.augment_options else None
@@ -145,7 +145,8 @@ def accuracy(args) -> None:
     summary = {"algo": args.algo, "steps_done": result.steps, "steps_planned": steps, "cpu_minutes": round(cpu_min, 2),
                "wall_minutes": round(wall_min, 2), "load_mean": round(float(np.mean(loads)), 2) if loads else None,
                "test_acc_ema": result.test_acc_ema, "test_acc_raw": result.test_acc_raw,
-               "threads": torch.get_num_threads(), "config": {k: v for k, v in common.items()}, "out": str(args.out)}
+               "threads": torch.get_num_threads(), "label_seed": args.label_seed,
+               "config": {k: v for k, v in common.items()}, "out": str(args.out)}
     print(f"RESULT {args.algo}: {result.steps}/{steps} steps, {cpu_min:.1f} CPU-min, {wall_min:.1f} wall-min "
           f"(load {summary['load_mean']}), test accuracy {100 * result.test_acc_ema:.2f}% (EMA), "
           f"{100 * result.test_acc_raw:.2f}% (raw); out {args.out}", flush=True)
@@ -167,7 +168,8 @@ def main(argv=None) -> None:
     a.add_argument("--augment-options", default=None, help='JSON Strong overrides, e.g. \'{"fill": 0.0}\'')
     a.add_argument("--pool", type=int, default=10_000)
     a.add_argument("--lr", type=float, default=0.03)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, default=0, help="training seed (init, sampling, augmentation)")
+    a.add_argument("--label-seed", type=int, default=0, help="which 4 labels per class and which 10k pool")
     a.add_argument("--eval-every", type=int, default=250)
     a.add_argument("--eval-seconds", type=float, default=12.0, help="cost of one evaluation, for sizing")
     a.add_argument("--out", type=Path, default=Path("/tmp/bench_ssl_run"))
