@@ -94,7 +94,7 @@ def auroc(args) -> None:
         for seed in range(args.seeds):
             sim = simulate(SimConfig(spacing=spacing, records=k, seed=seed))
             for name in SCORES:
-                for f in ((None, sim.features) if name == "flip-chain" else (None,)):
+                for f in ((None, sim.features) if name in ("flip-chain", "chain") else (None,)):
                     cfg = DynamicsConfig(score=name, flip_window=max(2.0, 2 * spacing))
                     out = SCORES.get(name).fn(sim.probs, cfg, f)
                     label = name + (" (+features)" if f is not None else "")
