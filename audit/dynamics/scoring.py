@@ -109,6 +109,9 @@ def score_predictions(pred: Predictions, config: DynamicsConfig = DynamicsConfig
     its threshold and what the same flagging rule flags with it, whatever ``config.score`` is
     (computed once when ``config.score`` is already ``influence``)."""
     score = SCORES.get(config.score).fn
+    if len(pred.ids) < 2:
+        raise PredictionsError(f"{pred.source or 'The predictions'} cover {len(pred.ids)} example(s); scoring compares "
+                               f"examples with each other and needs at least 2.")
     timings: dict[str, float] = {}
     if config.window is not None:
         pred = pred.window(*config.window)

@@ -78,6 +78,11 @@ def test_chain_through_score_predictions_groups_the_bridge(sim):
 
 def test_bad_features_and_parameters():
     p = np.full((5, 4, 2), 0.5, dtype=np.float32)
+    for name in ("chain", "influence"):
+        with pytest.raises(PredictionsError, match="needs at least 2"):
+            score_predictions(validate_predictions(p[:1], ["only.png"]), DynamicsConfig(score=name))
+    two = score_predictions(validate_predictions(p[:2], ["a.png", "b.png"]), DynamicsConfig(score="chain"))
+    assert two.scores["dynamics"].tolist() == [-1.0, -1.0] and two.findings == ()
     with pytest.raises(PredictionsError, match="features have 3 rows for 5"):
         motion_chain(p, DynamicsConfig(score="chain"), np.zeros((3, 2)))
     with pytest.raises(InvalidParameterError, match="motion_dedupe"):
