@@ -87,7 +87,7 @@ def motion_chain(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
         typical = np.nanmedian(np.where(nbr >= 0, dist, np.nan), axis=1, keepdims=True)
         compared = np.where(dist < config.motion_dedupe * typical, -1, nbr)
     between = betweenness(x, compared)
-    m = min(config.smooth_neighbors, k)
+    m = min(config.smooth_neighbors, k)  # >= 1: score_predictions needs 2 examples, so k >= 1
     if features is None:
         smooth = nbr[:, :m]
     else:
@@ -96,7 +96,7 @@ def motion_chain(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
                                   candidates=config.candidates, seed=config.seed)
     s = between[np.maximum(smooth, 0)]
     s[smooth < 0] = np.nan
-    around = np.nan_to_num(np.nanmean(s, axis=1) if m else between, nan=-1.0)
+    around = np.nan_to_num(np.nanmean(s, axis=1), nan=-1.0)
     value = 0.5 * between + 0.5 * around
     stats.update(smooth_space="motion" if features is None else "features", smooth_neighbors=m)
     # the instance grouping links an example to its nearest motions (its neighbours on the chain)

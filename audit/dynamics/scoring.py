@@ -9,7 +9,8 @@
 * ``chain``: how nearly an example's prediction motion lies on a line between two others'
   (a bridge is a one-parameter family: :mod:`audit.dynamics.chain`).
 
-Flagging rule (never "top k" alone, so a clean pool can pass): on the log-scale suspicion s,
+Flagging rule (never "top k" alone, so a clean pool can pass): on the suspicion s (log scale
+for the influences and flip-chain, chain's own bounded [-1, 1] value),
 flag ``s > median(s) + z · max(1.4826 · MAD(s), min_scale)``. The median/MAD are robust to the
 poison itself (0.1% of the pool); ``z = 3.5`` is Iglewicz & Hoaglin's outlier cut-off;
 ``min_scale`` (per score, see ``ScoreSpec``) stops a pool whose scores are all alike (MAD ~ 0)

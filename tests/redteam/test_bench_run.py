@@ -53,6 +53,10 @@ def test_config_is_validated_at_the_boundary():
         PRESETS.get("big")
     with pytest.raises(InvalidParameterError, match="'trials' parameter"):
         replace(TINY, trials=0)
+    # NAME+pixels names the score NAME (given the pool's pixels): the suffix is not part of the name
+    assert replace(TINY, dynamics_scores=("chain", "chain+pixels")).dynamics_scores == ("chain", "chain+pixels")
+    with pytest.raises(UnknownNameError, match="Unknown dynamics score 'chian'"):
+        replace(TINY, dynamics_scores=("chian+pixels",))
 
 
 def test_clean_control_is_the_same_pool_without_poison(digits_splits):

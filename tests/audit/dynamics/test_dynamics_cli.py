@@ -97,6 +97,23 @@ def test_predictions_mode_gates_and_passes(tmp_path, pool):
     assert json.loads(res.stdout)["flagged"] == []
 
 
+def test_chain_is_the_default_score_and_its_options_reach_it(tmp_path, pool):
+    root, ids = pool
+    sim = simulate(SimConfig(n_clean=len(ids) - 20, bridge=20, records=40, seed=1))
+    path = _npz(tmp_path / "p.npz", ids, sim.probs)
+    res = dyn("--predictions", path, "--unlabeled", root, "--format", "json", "--fail-on", "never")
+    assert res.exit_code == 0, res.output
+    params = json.loads(res.stdout)["params"]
+    assert params["score"] == "chain" and params["motion_dedupe"] == 0.0
+    assert params["search"]["smooth_space"] == "motion"
+    res = dyn("--predictions", path, "--unlabeled", root, "--format", "json", "--fail-on", "never",
+              "--pixel-links", "--motion-dedupe", "0.05")
+    params = json.loads(res.stdout)["params"]
+    assert params["motion_dedupe"] == 0.05 and params["search"]["smooth_space"] == "features"
+    bad = dyn("--predictions", path, "--unlabeled", root, "--motion-dedupe", "-1")  # a usage error, as typer reports it
+    assert bad.exit_code == 2 and "Invalid value for '--motion-dedupe'" in bad.stderr
+
+
 def test_bad_predictions_exit_2_with_one_line(tmp_path, pool):
     root, ids = pool
     n = len(ids)

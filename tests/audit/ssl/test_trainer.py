@@ -106,6 +106,14 @@ def test_should_stop_ends_the_run_as_its_last_step(data, tmp_path):
     assert (tmp_path / "model.pt").is_file()
 
 
+def test_algorithms_see_the_step_count_for_ramps_in_steps(data):
+    # MixMatch's λu with a 10-step ramp: steps done before each step, 0..5, give 0, 10, ..., 50
+    lam = []
+    cfg = TrainConfig(**{**TINY, "algo": "mixmatch", "algo_config": {"rampup_steps": 10}})
+    Trainer(cfg, *data, on_progress=lambda info: lam.append(info.logs["lambda_u"])).fit()
+    assert lam == pytest.approx([0.0, 10.0, 20.0, 30.0, 40.0, 50.0])
+
+
 def test_augment_options_reach_the_augmenters(data):
     trainer = Trainer(TrainConfig(**{**TINY, "augment_options": {"fill": 0.0, "cutout": 0.25, "pad": 0.1}}), *data)
     assert (trainer.strong.fill, trainer.strong.cutout, trainer.strong.pad, trainer.weak.pad) == (0.0, 0.25, 0.1, 0.1)
