@@ -166,7 +166,8 @@ def _cutout(x: torch.Tensor, size: torch.Tensor, center: torch.Tensor, fill: flo
     cols = torch.arange(w)
     in_rows = (rows >= top[:, None]) & (rows < (top + side_h)[:, None])  # B×H
     in_cols = (cols >= left[:, None]) & (cols < (left + side_w)[:, None])  # B×W
-    # A float mask and lerp_: boolean masked_fill_ was 10× slower on CPU. Weight 1 gives
-    # exactly `fill` (lerp computes end - (end - start)·(1 - w) for w >= 0.5).
-    mask = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(device=x.device, dtype=x.dtype)
-    return x.lerp_(torch.full((1, 1, 1, 1), fill, device=x.device, dtype=x.dtype).expand_as(x), mask.expand_as(x))
+    # A 0/1 float patch from an outer product, then x·(1 − patch) + fill·patch: exact (x·1 + 0 and
+    # x·0 + fill) and a few times faster on CPU than a boolean mask with masked_fill_ or lerp_.
+    patch = (in_rows.to(x.dtype)[:, None, :, None] * in_cols.to(x.dtype)[:, None, None, :]).to(x.device)
+    x.mul_(1.0 - patch)
+    return x.add_(patch * fill) if fill else x
