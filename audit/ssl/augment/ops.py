@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import kornia.enhance as KE
 import torch
 import torch.nn.functional as F
 
@@ -93,7 +92,25 @@ def contrast(x, level, sign):
 
 
 def equalize(x, level, sign):
-    return KE.equalize(x)
+    """PIL ``ImageOps.equalize`` per image and channel, exactly on 8-bit levels: a lookup table
+    ``(cdf_before(v) + step // 2) // step``, ``step = (pixels − count of the last used level) //
+    255``; identity when ``step`` is 0. Values between levels (after a warp or a blend) are
+    rounded to the nearest level, as PIL's uint8 pipeline would have stored them.
+
+    All images share one ``bincount`` (each image-channel offset by 256 bins): kornia's
+    ``equalize`` gives the same tables but cost more per call on CPU at these batch sizes."""
+    b, c, h, w = x.shape
+    n = b * c
+    v = torch.round(x * 255.0).long().clamp_(0, 255).reshape(n, h * w)
+    flat = v + (torch.arange(n, device=x.device) * 256).view(-1, 1)
+    hist = torch.bincount(flat.view(-1), minlength=n * 256).view(n, 256)
+    levels = torch.arange(256, device=x.device)
+    last = torch.where(hist > 0, levels, -1).amax(1, keepdim=True)  # highest level in use
+    step = (h * w - hist.gather(1, last)) // 255
+    lut = (hist.cumsum(1) - hist + step // 2).div_(step.clamp_min(1), rounding_mode="floor").clamp_(max=255)
+    out = lut.to(x.dtype).div_(255.0).view(-1).take(flat).view(b, c, h, w)
+    flat_channels = (step == 0).view(b, c, 1, 1)  # PIL leaves these alone: so do we, unrounded
+    return torch.where(flat_channels, x, out) if bool(flat_channels.any()) else out
 
 
 def identity(x, level, sign):
@@ -177,30 +194,35 @@ _SORT_KEY = torch.tensor([_GEO_KEY if name in GEOMETRIC else k for k, name in en
 
 
 def apply_round(x: torch.Tensor, ops: torch.Tensor, level: torch.Tensor, sign: torch.Tensor,
-                fill: float) -> tuple[torch.Tensor, torch.Tensor]:
+                fill: float, theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply op ``OPS[ops[i]]`` with strength ``level[i]``, ``sign[i]`` to image ``i``.
 
     ``x`` float32 ``B×C×H×W`` in [0, 1]; ``ops`` int64 ``B``, ``level`` and ``sign`` float32
-    ``B``, all three on the CPU. Returns ``(y, order)``: the augmented images *sorted by op*
-    (``y[j]`` is image ``order[j]``), so that every op runs once, in place, on a contiguous
-    slice; the caller undoes the order once at the end rather than once per op.
+    ``B``, all three on the CPU; ``theta``, optional, ``B×2×3``: :func:`affine_theta` of these
+    ops, when the caller computed it for several rounds at once. Returns ``(y, order)``: the
+    augmented images *sorted by op* (``y[j]`` is image ``order[j]``), so that every op runs
+    once, in place, on a contiguous slice; the caller undoes the order once at the end rather
+    than once per op.
     """
     key = _SORT_KEY[ops]
     order = torch.argsort(key, stable=True)
     counts = torch.bincount(key, minlength=len(OPS) + 1).tolist()
     y = x.index_select(0, order.to(x.device))
     level, sign, ops = level[order], sign[order], ops[order]
+    level_d, sign_d = level.to(x.device), sign.to(x.device)  # one transfer each, not one per op
     start = 0
     for k, count in enumerate(counts):
         end = start + count
         if count and k != OPS.index("Identity"):
-            lv, sg = level[start:end], sign[start:end]
             part = y[start:end]
             if k == _GEO_KEY:
-                theta = affine_theta(ops[start:end], lv, sg, x.shape[2], x.shape[3])
-                part.copy_(warp(part, theta, fill))
+                if theta is None:
+                    th = affine_theta(ops[start:end], level[start:end], sign[start:end], x.shape[2], x.shape[3])
+                else:
+                    th = theta[order[start:end]]
+                part.copy_(warp(part, th, fill))
             else:
-                out = COLOUR_FNS[OPS[k]](part, lv.to(x.device), sg.to(x.device))
+                out = COLOUR_FNS[OPS[k]](part, level_d[start:end], sign_d[start:end])
                 if out is not part:
                     part.copy_(out)
         start = end

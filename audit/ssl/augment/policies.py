@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from audit.errors import invalid_parameter
-from audit.ssl.augment.ops import OPS, apply_round
+from audit.ssl.augment.ops import OPS, affine_theta, apply_round
 from audit.ssl.augment.tensor import Draw, check_fraction, check_images
 
 MAX_OPS = 10  # more rounds than this only turns every image into noise
@@ -140,9 +140,13 @@ class Strong:
         b, _, h, w = check_images(x, "Strong").shape
         out = _translate_flip(x, params.flip, params.offset, self.pad)
         where = torch.arange(b)  # out[j] is image where[j]: apply_round sorts by op
-        for r in range(params.ops.shape[1]):
+        n_ops = params.ops.shape[1]
+        # The warp matrices of every round in one call (its fixed cost is most of its time).
+        theta = affine_theta(params.ops.reshape(-1), params.level.reshape(-1), params.sign.reshape(-1),
+                             h, w).view(b, n_ops, 2, 3)
+        for r in range(n_ops):
             out, order = apply_round(out, params.ops[where, r], params.level[where, r],
-                                     params.sign[where, r], self.fill)
+                                     params.sign[where, r], self.fill, theta[where, r])
             where = where[order]
         out = _cutout(out, params.cutout_size[where], params.cutout_center[where], self.fill)
         if params.ops.shape[1]:

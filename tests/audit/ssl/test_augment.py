@@ -210,6 +210,20 @@ def test_colour_op_matches_pil_within_rounding(name, channels, fashion):
         assert not np.array_equal(got, imgs.astype(int))  # the op did something
 
 
+def test_equalize_leaves_alone_what_pil_leaves_alone():
+    # 16 pixels: PIL's step (16 - count of the top level) // 255 is 0, so no table is built
+    x = torch.zeros(2, 1, 4, 4)
+    x[:, :, 0, :2] = 0.003  # between 8-bit levels: returned as given, not rounded
+    x[:, :, 1] = 0.5
+    assert torch.equal(O.equalize(x, torch.ones(2), torch.ones(2)), x)
+
+
+def test_equalize_rounds_values_between_levels_to_the_nearest_level(fashion):
+    levels = torch.from_numpy(fashion[:8]).permute(0, 3, 1, 2).float() / 255
+    nudged = levels + torch.empty_like(levels).uniform_(-0.4, 0.4) / 255
+    assert torch.equal(O.equalize(nudged, torch.ones(8), torch.ones(8)), O.equalize(levels, torch.ones(8), torch.ones(8)))
+
+
 def test_color_is_identity_on_grayscale(fashion):
     x = to_float(fashion[:4])
     assert torch.equal(O.color(x, torch.ones(4), torch.ones(4)), x)
