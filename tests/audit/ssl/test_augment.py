@@ -246,6 +246,20 @@ def test_grouped_ops_equal_one_image_at_a_time():
     assert set(ops.tolist()) == set(range(len(OPS)))
 
 
+@pytest.mark.parametrize("n_ops", [1, 3])
+def test_strong_batch_equals_each_image_with_its_own_draws(n_ops, fashion):
+    # Strong sorts the batch by op every round and computes every round's warp matrices at once;
+    # each image must still get exactly its own flip, crop, ops, levels and Cutout.
+    x = to_float(fashion[:40])
+    strong = Strong(n_ops=n_ops, fill=0.25)
+    p = strong.sample(40, 28, 28, _gen(11))
+    batched = strong.apply(x, p)
+    fields = ("flip", "offset", "ops", "level", "sign", "cutout_size", "cutout_center")
+    for i in range(40):
+        one = type(p)(**{f: getattr(p, f)[i:i + 1] for f in fields})
+        assert torch.allclose(batched[i:i + 1], strong.apply(x[i:i + 1], one), atol=1e-5), i
+
+
 @pytest.mark.parametrize("name,axis", [("TranslateX", 3), ("TranslateY", 2)])
 def test_translate_at_full_level_shifts_30_percent(name, axis):
     x = _images(1, 20, n=2)
