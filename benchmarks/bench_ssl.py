@@ -5,6 +5,7 @@
         --model-options '{"widths": [16, 32, 64]}' --augment-options '{"fill": 0.0}' \
         --algo-config '{"weak_no_grad": true, "dist_align": true}' --eval-every 1000
     python benchmarks/bench_ssl.py accuracy --algo supervised --cpu-minutes 2 ...  # same 40 labels only
+    python benchmarks/bench_ssl.py table RUN_DIR [RUN_DIR ...]  # one markdown row per finished run
 
 Setting (paper 3.2.1, scaled to a 2-core CPU): Fashion-MNIST, 40 labels (4 per class, seed 0),
 a 10k-image unlabeled pool drawn from the rest of the training split, the ``cnn`` model, SGD
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from audit.data.builtin import fashion_mnist
+from audit.ssl.augment import to_float
 from audit.ssl.algorithms import ALGORITHMS, Algorithm, Batch, StepOutput
 from audit.ssl.trainer import TrainConfig, Trainer, balanced_split
 
@@ -153,12 +155,42 @@ def accuracy(args) -> None:
     print("JSON " + json.dumps(summary), flush=True)
 
 
+def table(args) -> None:
+    """One markdown row per finished ``accuracy`` run: steps, EMA and raw test accuracy, and the
+    EMA model's accuracy on each test class (re-evaluated from ``model.pt``)."""
+    from audit.ssl.models import build_model
+
+    test = fashion_mnist().test
+    names = list(test.class_names or range(10))
+    print("| run | algo | steps | test acc. EMA | raw | " + " | ".join(str(n) for n in names) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(names))
+    for run in args.runs:
+        summary_path, model_path = run / "summary.json", run / "model.pt"
+        if not (summary_path.is_file() and model_path.is_file()):
+            print(f"error: {run} is not a finished run (no summary.json and model.pt)", file=sys.stderr)
+            raise SystemExit(2)
+        summary = json.loads(summary_path.read_text())
+        saved = torch.load(model_path, map_location="cpu", weights_only=True)
+        model = build_model(saved["model"], saved["num_classes"], saved["in_channels"], tuple(saved["image_size"]),
+                            **(saved["model_options"] or {}))
+        model.load_state_dict(saved["state_dict"])
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(to_float(test.images[i:i + 1000])).argmax(1)
+                              for i in range(0, len(test), 1000)]).numpy()
+        per_class = [float(np.mean(pred[test.labels == k] == k)) for k in range(len(names))]
+        print(f"| {run.name} | {summary['algo']} | {summary['steps']:,} | {100 * summary['test_acc_ema']:.2f}% | "
+              f"{100 * summary['test_acc_raw']:.2f}% | " + " | ".join(f"{100 * a:.0f}" for a in per_class) + " |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("timings")
     t.add_argument("--steps", type=int, default=5, help="timed steps per algorithm (median reported)")
     t.add_argument("--algos", default="all", help="comma-separated names (supervised included), or all")
+    r = sub.add_parser("table")
+    r.add_argument("runs", type=Path, nargs="+", help="--out folders of finished accuracy runs")
     a = sub.add_parser("accuracy")
     a.add_argument("--algo", default="fixmatch")
     a.add_argument("--minutes", type=float, default=28.0, help="wall-clock budget (sizing only)")
@@ -174,7 +206,7 @@ def main(argv=None) -> None:
     a.add_argument("--eval-seconds", type=float, default=12.0, help="cost of one evaluation, for sizing")
     a.add_argument("--out", type=Path, default=Path("/tmp/bench_ssl_run"))
     a.add_argument("--resume", action="store_true")
-    for q in (t, a):
+    for q in (t, a, r):
         q.add_argument("--model", default="cnn")
         q.add_argument("--algo-config", default=None,
                        help='JSON overrides of the algorithm config (timings: of every --algos entry), e.g. \'{"threshold": 0.9}\'')
@@ -186,7 +218,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if "supervised" not in ALGORITHMS:
         ALGORITHMS.register("supervised", Supervised)  # benchmark-only baseline
-    {"timings": timings, "accuracy": accuracy}[args.cmd](args)
+    {"timings": timings, "accuracy": accuracy, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":
