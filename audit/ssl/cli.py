@@ -5,7 +5,8 @@ line on stderr, exit 2). Data: the folders ``redteam inject`` writes (``--labele
 sub-folders, ``--unlabeled DIR``, ``--test DIR`` of class sub-folders), or a built-in dataset
 (``--dataset``) split into a class-balanced labeled set and an unlabeled pool. Writes
 ``OUT/model.pt`` (EMA weights), ``OUT/metrics.jsonl``, ``OUT/summary.json``, ``OUT/checkpoint.pt``.
-Progress goes to stderr; the one-line result to stdout.
+Progress goes to stderr; the result to stdout: steps and test accuracy, then the three classes
+the EMA model gets worst (``summary.json`` has every class: ``test_acc_per_class_ema``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def train(
     acc = ("no test set" if result.test_acc_ema is None else
            f"test accuracy {100 * result.test_acc_ema:.2f}% (EMA), {100 * result.test_acc_raw:.2f}% (raw)")
     typer.echo(f"{algo}: {result.steps} steps, {acc}; wrote {out / 'model.pt'}, metrics.jsonl, summary.json")
+    if result.per_class_ema:
+        weakest = sorted(result.per_class_ema.items(), key=lambda kv: kv[1])[:3]
+        typer.echo("weakest classes (EMA): " + ", ".join(f"{name} {100 * a:.0f}%" for name, a in weakest))
 
 
 def _parse_options(items: list[str]) -> dict:

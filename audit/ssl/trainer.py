@@ -113,11 +113,15 @@ class TrainResult:
     evals: list[EvalRecord]
     wall_time_s: float  # this fit() call
     config: dict = field(default_factory=dict)
+    # final EMA accuracy on each test class, by class name (None without a test set): a class the
+    # run gave up on (every coat called a pullover) hides inside a respectable mean
+    per_class_ema: dict[str, float] | None = None
 
     def to_json(self) -> dict:
         return {"algo": self.algo, "steps": self.steps, "test_acc_ema": self.test_acc_ema,
-                "test_acc_raw": self.test_acc_raw, "wall_time_s": round(self.wall_time_s, 3),
-                "config": self.config, "evals": [e.to_json() for e in self.evals]}
+                "test_acc_raw": self.test_acc_raw, "test_acc_per_class_ema": self.per_class_ema,
+                "wall_time_s": round(self.wall_time_s, 3), "config": self.config,
+                "evals": [e.to_json() for e in self.evals]}
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ class Trainer:
         self._y_l = torch.from_numpy(labeled.labels).to(self.device)
         self._x_u = torch.from_numpy(unlabeled.images).to(self.device)
         self._x_test = None if test is None else torch.from_numpy(test.images).to(self.device)
+        self._pred_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._sampler = torch.Generator().manual_seed(cfg.seed)
         # the global RNGs as fit() must find them: whatever runs between __init__ and fit()
         # (another trainer, say) cannot change this run's augmentations
@@ -250,7 +255,7 @@ class Trainer:
         else:  # resumed at the end
             acc_ema, acc_raw = self._accuracy(self.ema_model), self._accuracy(self.model)
         result = TrainResult(cfg.algo, self.step, acc_ema, acc_raw, evals, time.perf_counter() - t0,
-                             self._config_json)
+                             self._config_json, self._per_class(self.ema_model))
         if self.out_dir is not None:
             with atomic_open(self.out_dir / "model.pt") as f:
                 torch.save(self._model_file(), f)
@@ -297,11 +302,25 @@ class Trainer:
         model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.num_classes, device=self.device)
 
+    def _test_predictions(self, model: nn.Module) -> np.ndarray:
+        # the last model's predictions are kept: the final evaluation and _per_class share them
+        key = (id(model), self.step)
+        if self._pred_cache is None or self._pred_cache[0] != key:
+            self._pred_cache = (key, self._probs(model, self._x_test).argmax(dim=1).cpu().numpy())
+        return self._pred_cache[1]
+
     def _accuracy(self, model: nn.Module) -> float | None:
         if self._x_test is None:
             return None
-        pred = self._probs(model, self._x_test).argmax(dim=1).cpu().numpy()
-        return float((pred == self.test.labels).mean())
+        return float((self._test_predictions(model) == self.test.labels).mean())
+
+    def _per_class(self, model: nn.Module) -> dict[str, float] | None:
+        if self._x_test is None:
+            return None
+        pred, labels = self._test_predictions(model), self.test.labels
+        names = list(self.labeled.class_names or [])
+        return {(names[k] if k < len(names) else str(k)): float((pred[labels == k] == k).mean())
+                for k in range(self.num_classes) if (labels == k).any()}
 
     def _evaluate(self, logs: dict[str, float], elapsed: float) -> EvalRecord:
         rec = EvalRecord(self.step, self.scheduler.get_last_lr()[0], logs, self._accuracy(self.ema_model),
@@ -351,6 +370,7 @@ class Trainer:
                 f"checkpoint {self.out_dir / 'checkpoint.pt'} does not fit this run ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); delete it to start afresh") from None
         self.step, self._elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        self._pred_cache = None  # new weights at a step that may have been evaluated already
         metrics = self.out_dir / "metrics.jsonl"  # a killed run may have evaluated past its checkpoint
         if metrics.is_file():
             lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]

@@ -40,6 +40,8 @@ def test_trains_on_a_builtin_dataset_and_writes_the_run(tmp_path):
     assert res.exit_code == 0, res.output
     assert "fixmatch: 3 steps, test accuracy" in res.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
+    weakest = sorted(summary["test_acc_per_class_ema"].items(), key=lambda kv: kv[1])[:3]
+    assert "weakest classes (EMA): " + ", ".join(f"{n} {100 * a:.0f}%" for n, a in weakest) in res.stdout
     assert summary["steps"] == 3 and summary["config"]["algo_config"]["threshold"] == 0.9
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 

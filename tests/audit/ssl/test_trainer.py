@@ -167,6 +167,11 @@ def test_predict_returns_probabilities_on_clean_images(data):
     raw = trainer.predict(data[2].images[:5], model=trainer.model, batch_size=2)
     assert raw.shape == (5, 10) and trainer.model.training  # mode restored
     assert result.test_acc_ema == pytest.approx(float((probs.argmax(1) == data[2].labels).mean()))
+    # per-class accuracy of the same EMA predictions, keyed by class name, in the summary too
+    names, labels, pred = data[0].class_names, data[2].labels, probs.argmax(1)
+    want = {names[k]: float((pred[labels == k] == k).mean()) for k in np.unique(labels)}
+    assert result.per_class_ema == pytest.approx(want) and len(want) > 1
+    assert result.to_json()["test_acc_per_class_ema"] == result.per_class_ema
     with pytest.raises(ShapeMismatchError, match="8×8×1"):
         trainer.predict(np.zeros((3, 9, 9, 1), np.uint8))
 
