@@ -187,7 +187,7 @@ class Trainer:
         self._y_l = torch.from_numpy(labeled.labels).to(self.device)
         self._x_u = torch.from_numpy(unlabeled.images).to(self.device)
         self._x_test = None if test is None else torch.from_numpy(test.images).to(self.device)
-        self._pred_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._pred_cache: dict[int, tuple[int, np.ndarray]] = {}  # id(model) -> (step, test predictions)
         self._sampler = torch.Generator().manual_seed(cfg.seed)
         # the global RNGs as fit() must find them: whatever runs between __init__ and fit()
         # (another trainer, say) cannot change this run's augmentations
@@ -303,11 +303,12 @@ class Trainer:
         return torch.cat(out) if out else torch.zeros(0, self.num_classes, device=self.device)
 
     def _test_predictions(self, model: nn.Module) -> np.ndarray:
-        # the last model's predictions are kept: the final evaluation and _per_class share them
-        key = (id(model), self.step)
-        if self._pred_cache is None or self._pred_cache[0] != key:
-            self._pred_cache = (key, self._probs(model, self._x_test).argmax(dim=1).cpu().numpy())
-        return self._pred_cache[1]
+        # each model's latest predictions are kept: the final evaluation and _per_class share them
+        cached = self._pred_cache.get(id(model))
+        if cached is None or cached[0] != self.step:
+            cached = (self.step, self._probs(model, self._x_test).argmax(dim=1).cpu().numpy())
+            self._pred_cache[id(model)] = cached
+        return cached[1]
 
     def _accuracy(self, model: nn.Module) -> float | None:
         if self._x_test is None:
@@ -370,7 +371,7 @@ class Trainer:
                 f"checkpoint {self.out_dir / 'checkpoint.pt'} does not fit this run ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); delete it to start afresh") from None
         self.step, self._elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
-        self._pred_cache = None  # new weights at a step that may have been evaluated already
+        self._pred_cache.clear()  # new weights at a step that may have been evaluated already
         metrics = self.out_dir / "metrics.jsonl"  # a killed run may have evaluated past its checkpoint
         if metrics.is_file():
             lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]

@@ -176,6 +176,18 @@ def test_predict_returns_probabilities_on_clean_images(data):
         trainer.predict(np.zeros((3, 9, 9, 1), np.uint8))
 
 
+def test_per_class_reuses_the_final_evaluation(data, monkeypatch):
+    calls, probs = [], Trainer._probs
+
+    def counted(self, model, x, *args, **kwargs):
+        calls.append(self.step)
+        return probs(self, model, x, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_probs", counted)
+    result = Trainer(TrainConfig(**TINY), *data).fit()  # evaluations at steps 3 and 6, EMA and raw each
+    assert calls == [3, 3, 6, 6] and result.per_class_ema is not None
+
+
 def test_bad_inputs_say_what_is_wrong(data, fashion200):
     labeled, unlabeled, test = data
     cfg = TrainConfig(**TINY)
