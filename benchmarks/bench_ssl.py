@@ -191,6 +191,7 @@ def main(argv=None) -> None:
     t.add_argument("--algos", default="all", help="comma-separated names (supervised included), or all")
     r = sub.add_parser("table")
     r.add_argument("runs", type=Path, nargs="+", help="--out folders of finished accuracy runs")
+    r.add_argument("--threads", type=int, default=1, help="torch threads for the re-evaluation")
     a = sub.add_parser("accuracy")
     a.add_argument("--algo", default="fixmatch")
     a.add_argument("--minutes", type=float, default=28.0, help="wall-clock budget (sizing only)")
@@ -206,7 +207,7 @@ def main(argv=None) -> None:
     a.add_argument("--eval-seconds", type=float, default=12.0, help="cost of one evaluation, for sizing")
     a.add_argument("--out", type=Path, default=Path("/tmp/bench_ssl_run"))
     a.add_argument("--resume", action="store_true")
-    for q in (t, a, r):
+    for q in (t, a):
         q.add_argument("--model", default="cnn")
         q.add_argument("--algo-config", default=None,
                        help='JSON overrides of the algorithm config (timings: of every --algos entry), e.g. \'{"threshold": 0.9}\'')

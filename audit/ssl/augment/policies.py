@@ -149,7 +149,7 @@ class Strong:
                                      params.sign[where, r], self.fill, theta[where, r])
             where = where[order]
         out = _cutout(out, params.cutout_size[where], params.cutout_center[where], self.fill)
-        if params.ops.shape[1]:
+        if n_ops:
             out = out.index_select(0, torch.argsort(where).to(out.device))
         return out
 
