@@ -91,6 +91,9 @@ class AuditResult:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: tuple[Any, ...] = ()  # audit.data.Unreadable: entries passed over on purpose (hidden, links)
+    notes: tuple[str, ...] = ()  # what the reader did to the input ("resized 12 of 300 images to 28×28")
+    inputs: dict[str, Any] = field(default_factory=dict)  # the reader's summary (size/mode mix, working size)
 
     @property
     def n_images(self) -> int:
@@ -114,6 +117,10 @@ class AuditResult:
             "n_images": self.n_images,
             "n_unreadable": len(self.unreadable),
             "unreadable": [u.to_json() for u in self.unreadable],
+            "n_skipped": len(self.skipped),
+            "skipped": [u.to_json() for u in self.skipped],
+            "notes": list(self.notes),
+            "input": _jsonable(self.inputs),
             "n_findings": len(self.findings),
             "counts": _counts(self.findings),
             "flagged": self.flagged(),

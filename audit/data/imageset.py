@@ -8,7 +8,7 @@ unique strings (for folders: the path relative to the scanned root, with '/' sep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +38,11 @@ class ImageSet:
     root: Path | None = None  # where the ids are relative to, when read from disk
     class_names: tuple[str, ...] | None = None  # label i is class_names[i]
     notes: tuple[str, ...] = field(default=())  # e.g. "resized 3 images to 28×28"
+    # entries a reader passed over on purpose (hidden names, directory symlinks, links leaving
+    # the root): listed like unreadable ones, because a loader that walks the folder may read them
+    skipped: tuple[Unreadable, ...] = ()
+    # JSON-able summary of what the reader met and did (size/mode mix, working size, conversions)
+    summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         imgs = self.images
@@ -88,10 +93,10 @@ class ImageSet:
         )
 
     def without_labels(self) -> "ImageSet":
-        return ImageSet(self.images, self.ids, None, self.unreadable, self.root, self.class_names, self.notes)
+        return replace(self, labels=None)
 
     def with_ids(self, ids: Sequence[str]) -> "ImageSet":
-        return ImageSet(self.images, tuple(ids), self.labels, self.unreadable, self.root, self.class_names, self.notes)
+        return replace(self, ids=tuple(ids))
 
     def pixels(self) -> np.ndarray:
         """float32 ``N×D`` in [0, 255]: the consistent scale every detector uses (uint8 rounding

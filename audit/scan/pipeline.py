@@ -171,7 +171,8 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
     params["stats"] = extra
     return AuditResult(tool="scan", root=root if root is not None else str(images.root or ""), ids=tuple(ids),
                        findings=tuple(findings), unreadable=images.unreadable, scores=scores, params=params,
-                       timings=timings)
+                       timings=timings, skipped=getattr(images, "skipped", ()), notes=tuple(getattr(images, "notes", ())),
+                       inputs=dict(getattr(images, "summary", {}) or {}))
 
 
 def _std_ok(features: Features, cfg: ColinearityConfig) -> np.ndarray:

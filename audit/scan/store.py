@@ -164,7 +164,8 @@ def scan_against(new: ImageSet, store_path: str | Path, config: ScanConfig = Sca
     graph = NeighborGraph(indices=indices, sqdist=sqdist, projected=projected, index=index, kind=st["kind"])
     timings["neighbors"] = time.perf_counter() - t0
     ids = tuple(st["ids"]) + tuple(new.ids)
-    pool = ImageSet(np.empty((0,) + tuple(new.shape), np.uint8), (), unreadable=new.unreadable)
+    pool = ImageSet(np.empty((0,) + tuple(new.shape), np.uint8), (), unreadable=new.unreadable, skipped=new.skipped,
+                    notes=new.notes, summary=new.summary)
     det = tuple(d for d in config.detectors if d != "cluster") or ("bridge",)
     cfg = _replace(config, detectors=det)
     result = run_detectors(features, graph, _IdsOnly(pool, ids), cfg, labeled=labeled, progress=progress,
@@ -262,6 +263,7 @@ class _IdsOnly:
 
     def __init__(self, batch: ImageSet, ids: tuple[str, ...]) -> None:
         self.ids, self.unreadable, self.root = ids, batch.unreadable, None
+        self.skipped, self.notes, self.summary = batch.skipped, batch.notes, batch.summary
 
 
 class _Concat:
