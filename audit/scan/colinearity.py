@@ -55,6 +55,21 @@ class ColinearityConfig:
     min_chain: int = 3  # a 3-point chain is still a finding (score grows with length)
     chunk: int = 2048  # points v per vectorised proposal batch
 
+    def __post_init__(self) -> None:
+        from audit.scan.detectors.base import check_number  # base imports this module's users
+
+        own = "ColinearityConfig"
+        for name in ("abs_slack", "rel_tol", "noise_factor"):
+            check_number(own, name, getattr(self, name), 0.0, low_open=True)
+        check_number(own, "min_sep_factor", self.min_sep_factor, 0.0)
+        check_number(own, "dup_max_diff", self.dup_max_diff, 0, 255, integer=True)
+        check_number(own, "flat_std", self.flat_std, 0.0)
+        check_number(own, "extend", self.extend, 0.0)
+        check_number(own, "pairs_per_point", self.pairs_per_point, 1, integer=True)
+        check_number(own, "grow_rounds", self.grow_rounds, 1, integer=True)
+        check_number(own, "min_chain", self.min_chain, 3, integer=True)
+        check_number(own, "chunk", self.chunk, 1, integer=True)
+
 
 @dataclass(frozen=True, eq=False)
 class Chain:

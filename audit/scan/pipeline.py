@@ -1,11 +1,10 @@
 """``scan``: the static inspection of an unlabeled pool (paper 5.2), top to bottom.
 
     ImageSet ──► features (uint8 rows, PCA projection) ──► kNN graph (FAISS, built once)
-             ──► colinearity chains ("bridge", error) ──► clusters ("cluster", warning)
-             ──► near-duplicate groups ("near_duplicate", info) ──► AuditResult
+             ──► detectors (audit/scan/detectors/, one file each, registry order) ──► AuditResult
 
-Every detector receives the same :class:`~audit.features.Features` and
-:class:`~audit.neighbors.NeighborGraph`; none rebuilds them.
+Every detector receives the same :class:`~audit.scan.detectors.ScanInputs` (features, graph,
+which images may be chain members, the labeled set in the same spaces); none rebuilds them.
 """
 
 from __future__ import annotations
@@ -13,21 +12,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from audit.data.imageset import ImageSet
 from audit.errors import EmptyDatasetError, ShapeMismatchError, invalid_parameter
 from audit.features import Features, build_features
-from audit.findings import AuditResult, Finding, Member, Severity
+from audit.findings import AuditResult, Finding
 from audit.neighbors import EXACT_MAX, IVF_NPROBE, NeighborGraph, knn_graph
-from audit.scan.clusters import ClusterConfig, find_clusters
-from audit.scan.colinearity import Chain, ColinearityConfig, find_chains, line_fit
-from audit.scan.duplicates import DuplicateConfig, near_duplicate_groups
+from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS, DetectorOutput, LabeledRows, ScanInputs
+from audit.scan.detectors.base import config_from
 
 Progress = Callable[[str, int, int], None]
-DETECTORS = ("bridge", "cluster", "near_duplicate")
 
 
 @dataclass(frozen=True)
@@ -39,19 +36,45 @@ class ScanConfig:
     nprobe: int = IVF_NPROBE
     use_gpu: bool | None = None  # None: GPU when faiss has it and a GPU is visible
     seed: int = 0
-    detectors: tuple[str, ...] = DETECTORS
-    colinearity: ColinearityConfig = field(default_factory=ColinearityConfig)
-    clusters: ClusterConfig = field(default_factory=ClusterConfig)
-    duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS  # run in registry order, whatever order given
+    # per-detector options: name -> that detector's Config, or a dict of its fields to override
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         for name in ("projection_dim", "projection_sample", "k"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise invalid_parameter(name, "ScanConfig", "an int >= 1", v)
-        bad = [d for d in self.detectors if d not in DETECTORS]
-        if bad or not self.detectors:
-            raise invalid_parameter("detectors", "ScanConfig", f"a non-empty subset of {DETECTORS}", self.detectors)
+        if not self.detectors or isinstance(self.detectors, str):
+            raise invalid_parameter("detectors", "ScanConfig", f"a non-empty tuple of {', '.join(DETECTORS)}",
+                                    self.detectors)
+        for d in self.detectors:
+            DETECTORS.get(d)  # Unknown detector 'x'. Available: ...
+        for d in self.options:
+            DETECTORS.get(d)
+            self.detector_config(d)
+
+    def detector_config(self, name: str) -> Any:
+        """The named detector's config: its defaults, the Config given in ``options``, or the
+        defaults with the overrides of a dict in ``options`` (validated by the Config)."""
+        cls = DETECTORS.get(name).Config
+        given = self.options.get(name)
+        if given is None:
+            return cls()
+        if isinstance(given, cls):
+            return given
+        if isinstance(given, Mapping):
+            return config_from(cls, given, f"the {name} detector")
+        raise invalid_parameter(name, "ScanConfig.options", f"a {cls.__name__} or a dict of its fields",
+                                type(given).__name__)
+
+    @property
+    def colinearity(self):
+        """The bridge detector's config (its ``flat_std`` decides which images may be chain members)."""
+        return self.detector_config("bridge")
+
+    def ordered_detectors(self) -> list[str]:
+        return [d for d in DETECTORS if d in self.detectors]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,160 +145,43 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
                   labeled: ImageSet | None, progress: Progress | None, timings: dict[str, float],
                   points: np.ndarray | None = None, eligible: np.ndarray | None = None,
                   root: str | None = None) -> AuditResult:
-    """Run the enabled detectors on shared features/graph; ``points`` limits triple proposals to
-    those rows (incremental scans: only the new batch); ``eligible`` (bool N, not blank) is
-    computed from the rows when not given."""
+    """Run the enabled detectors (registry order) on the shared features and graph; ``points``
+    limits proposals to those rows (incremental scans: only the new batch and its neighbours,
+    detectors that need the whole pool are skipped); ``eligible`` (bool N, not blank) is computed
+    from the rows when not given."""
     n = len(features)
-    ids = images.ids
-    findings: list[Finding] = []
-    scores: dict[str, np.ndarray] = {}
-    chained = np.zeros(n, bool)
-    total = len(config.detectors)
-    extra: dict[str, Any] = {}
-    for i, name in enumerate(config.detectors):
-        _tick(progress, name, i, total)
+    if eligible is None:
+        eligible = features.pixel_std() >= config.colinearity.flat_std  # from the projection pass
+    lab = LabeledRows.build(labeled, features) if labeled is not None else None
+    inputs = ScanInputs(features=features, graph=graph, ids=tuple(images.ids), eligible=eligible, labeled=lab,
+                        points=points, full_pool=points is None)
+    names = [d for d in config.ordered_detectors() if inputs.full_pool or not DETECTORS.get(d).needs_full_pool]
+    outputs: dict[str, DetectorOutput] = {}
+    for i, name in enumerate(names):
+        _tick(progress, name, i, len(names))
         t0 = time.perf_counter()
-        if name == "bridge":
-            cfg = config.colinearity
-            if eligible is None:
-                eligible = _std_ok(features, cfg)
-            chains, counts = find_chains(features, graph, eligible, cfg, points=points)
-            lab = LabeledRows.build(labeled, features) if labeled is not None and chains else None
-            s = np.zeros(n)
-            for c in chains:
-                f = chain_finding(c, features, ids, lab, cfg)
-                findings.append(f)
-                s[c.members] = np.maximum(s[c.members], f.score)
-                chained[c.members] = True
-            scores["bridge"] = s
-            extra["bridge"] = counts
-        elif name == "cluster":
-            clusters, s, stats = find_clusters(graph, config.clusters)
-            scores["cluster"] = s
-            extra["cluster"] = stats
-            findings += [cluster_finding(c, s, ids) for c in clusters]
-        else:
-            groups = near_duplicate_groups(features, graph, config.duplicates)
-            s = np.zeros(n)
-            for g in groups:
-                s[g] = len(g)
-            scores["near_duplicate"] = s
-            extra["near_duplicate_groups"] = len(groups)
-            findings += [duplicate_finding(g, ids, config.duplicates.max_diff) for g in groups
-                         if not chained[g].all()]
+        detector = DETECTORS.get(name)(config.detector_config(name))
+        out = detector.run(inputs, dict(outputs))
+        if np.shape(out.scores) != (n,):
+            raise ShapeMismatchError(f"the {name} detector returned {np.shape(out.scores)} scores for {n} images")
+        outputs[name] = out
         timings[name] = time.perf_counter() - t0
-    _tick(progress, "done", total, total)
+    _tick(progress, "done", len(names), len(names))
+    findings: list[Finding] = [f for out in outputs.values() for f in out.findings]
     findings.sort(key=lambda f: (-f.severity.rank, -f.score))
-    params = dataclasses.asdict(config)
+    params: dict[str, Any] = {k: getattr(config, k) for k in ("projection_dim", "projection_sample", "k",
+                                                               "exact_max", "nprobe", "use_gpu", "seed")}
+    params["detectors"] = list(names)
+    params["options"] = {d: dataclasses.asdict(config.detector_config(d)) for d in names}
     params["index"] = graph.kind
-    params["stats"] = extra
-    return AuditResult(tool="scan", root=root if root is not None else str(images.root or ""), ids=tuple(ids),
-                       findings=tuple(findings), unreadable=images.unreadable, scores=scores, params=params,
+    params["stats"] = {d: out.stats for d, out in outputs.items()}
+    return AuditResult(tool="scan", root=root if root is not None else str(images.root or ""), ids=tuple(images.ids),
+                       findings=tuple(findings), unreadable=images.unreadable,
+                       scores={d: np.asarray(out.scores, np.float64) for d, out in outputs.items()}, params=params,
                        timings=timings, skipped=getattr(images, "skipped", ()), notes=tuple(getattr(images, "notes", ())),
                        inputs=dict(getattr(images, "summary", {}) or {}))
-
-
-def _std_ok(features: Features, cfg: ColinearityConfig) -> np.ndarray:
-    # the std came with the projection pass: no second read of the pixels
-    return features.pixel_std() >= cfg.flat_std
 
 
 def _tick(progress: Progress | None, stage: str, done: int, total: int) -> None:
     if progress is not None:
         progress(stage, done, total)
-
-
-# --- findings ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class LabeledRows:
-    """The labeled set in the scan's spaces, built once per scan: uint8 rows ``L×D`` and their
-    projection ``L×d``."""
-
-    images: ImageSet
-    rows: np.ndarray
-    projected: np.ndarray
-
-    @staticmethod
-    def build(labeled: ImageSet, features: Features) -> "LabeledRows":
-        rows = labeled.images.reshape(len(labeled), -1)
-        return LabeledRows(labeled, rows, features.projection.transform(rows))
-
-
-def match_source(chain: Chain, features: Features, lab: LabeledRows, cfg: ColinearityConfig) -> dict | None:
-    """The labeled image on the chain's line at (or just beyond) one end, within the chain's
-    tolerance: that end is the source x'. Returns {end: 0|1, index, id, label, residual}."""
-    labeled, lab_rows, lp = lab.images, lab.rows, lab.projected
-    e0, e1 = features.full([chain.members[0], chain.members[-1]])
-    proj = features.projection
-    best = None
-    for end, e in ((0, e0), (1, e1)):
-        pe = proj.transform(e[None])[0]
-        near = np.argsort(((lp - pe) ** 2).sum(axis=1))[:5]
-        x = lab_rows[near].astype(np.float32)
-        t, r, abs_tol, _ = line_fit(x, e0, e1, cfg)
-        tol = np.maximum(abs_tol, cfg.noise_factor * chain.extra.get("noise", 0.0) * np.sqrt(1 + (1 - t) ** 2 + t**2))
-        off = t if end == 0 else 1 - t  # how far inside the chain (negative: beyond the end)
-        ok = (r <= tol) & (off <= 0.05) & (off >= -0.25)
-        for j in np.flatnonzero(ok):
-            cand = {"end": end, "index": int(near[j]), "id": labeled.ids[int(near[j])],
-                    "label": None if labeled.labels is None else int(labeled.labels[near[j]]),
-                    "residual": float(r[j]), "offset": float(abs(off[j]))}
-            if best is None or cand["offset"] < best["offset"]:
-                best = cand
-    return best
-
-
-def chain_finding(chain: Chain, features: Features, ids: tuple[str, ...], lab: LabeledRows | None,
-                  cfg: ColinearityConfig) -> Finding:
-    members, alphas, ratio = chain.members, chain.alphas, chain.residuals / np.maximum(chain.tolerances, 1e-9)
-    src = match_source(chain, features, lab, cfg) if lab is not None else None
-    labeled = lab.images if lab is not None else None
-    if src is not None and src["end"] == 1:
-        members, alphas, ratio = members[::-1], 1.0 - alphas[::-1], ratio[::-1]
-    first, last = ("source", "target") if src is not None else ("endpoint", "endpoint")
-    n = len(members)
-    linearity = float(np.clip(1.0 - 0.5 * np.median(ratio), 0.0, 1.0))
-    score = n * linearity  # a 3-point chain scores ~3, a paper-sized bridge (60+) ~60
-    out = []
-    for j, (m, a) in enumerate(zip(members, alphas)):
-        role = first if j == 0 else last if j == n - 1 else None
-        out.append(Member(id=ids[m], index=int(m), alpha=float(a), role=role,
-                          score=float(np.clip(1.0 - ratio[j], 0.0, 1.0))))
-    evidence: dict[str, Any] = {
-        "alphas": [round(float(a), 4) for a in alphas],
-        "endpoints": [ids[members[0]], ids[members[-1]]],
-        "length_px": chain.length,
-        "max_residual_px": float(chain.residuals.max()),
-        "max_residual_ratio": float(ratio.max()),
-        "exact_rounding": chain.extra.get("exact", False),
-        "noise_px": chain.extra.get("noise", 0.0),
-    }
-    if src is not None:
-        evidence["source_labeled_id"] = src["id"]
-        evidence["source_class"] = src["label"]
-        if labeled is not None and labeled.class_names is not None and src["label"] is not None:
-            evidence["source_class_name"] = labeled.class_names[src["label"]]
-    who = f"from labeled {src['id']} " if src is not None else ""
-    summary = (f"{n} images on one pixel-space line {who}between {ids[members[0]]} and {ids[members[-1]]} "
-               f"(max residual {chain.residuals.max():.1f} px over a {chain.length:.0f} px span)")
-    return Finding(kind="bridge", severity=Severity.ERROR, score=score, members=tuple(out), summary=summary,
-                   evidence=evidence)
-
-
-def cluster_finding(c, score: np.ndarray, ids: tuple[str, ...]) -> Finding:
-    s = float(score[c.members[0]])
-    members = tuple(Member(id=ids[m], index=int(m), score=float(score[m])) for m in c.members)
-    return Finding(kind="cluster", severity=Severity.WARNING, score=s, members=members,
-                   summary=f"{len(c.members)} images in one tight cluster (mean link {c.mean_edge:.1f}, "
-                           f"pool threshold size >= {c.size_threshold:.0f}, link <= {c.tight_threshold:.1f})",
-                   evidence={"size": len(c.members), "mean_edge": c.mean_edge,
-                             "size_threshold": c.size_threshold, "tight_threshold": c.tight_threshold})
-
-
-def duplicate_finding(group: np.ndarray, ids: tuple[str, ...], max_diff: int) -> Finding:
-    members = tuple(Member(id=ids[m], index=int(m)) for m in group)
-    return Finding(kind="near_duplicate", severity=Severity.INFO, score=float(len(group)), members=members,
-                   summary=f"{len(group)} near-identical images (max pixel difference <= {max_diff})",
-                   evidence={"size": len(group)})

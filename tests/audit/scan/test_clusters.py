@@ -10,7 +10,7 @@ from audit.errors import InvalidParameterError
 from audit.features import build_features
 from audit.neighbors import knn_graph
 from audit.scan import scan
-from audit.scan.clusters import ClusterConfig, find_clusters
+from audit.scan.detectors.cluster import ClusterConfig, find_clusters
 
 
 def _blob(base: np.ndarray, n: int, sigma: float, seed: int = 0) -> np.ndarray:

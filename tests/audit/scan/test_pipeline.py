@@ -9,7 +9,7 @@ import pytest
 from scan_helpers import make_set
 
 from audit.data.imageset import ImageSet, Unreadable
-from audit.errors import EmptyDatasetError, InvalidParameterError, ShapeMismatchError
+from audit.errors import UnknownNameError, EmptyDatasetError, InvalidParameterError, ShapeMismatchError
 from audit.scan import ScanConfig, scan
 
 
@@ -42,8 +42,29 @@ def test_labeled_of_another_shape_is_rejected(clean_images):
 def test_bad_config_is_rejected_in_sklearn_form(clean_images):
     with pytest.raises(InvalidParameterError, match="'k' parameter of ScanConfig"):
         scan(make_set(clean_images[:10]), ScanConfig(k=0))
-    with pytest.raises(InvalidParameterError, match="'detectors' parameter"):
+    with pytest.raises(UnknownNameError, match=r"Unknown detector 'brige'\. Available: bridge, cluster, near_duplicate"):
         scan(make_set(clean_images[:10]), ScanConfig(detectors=("brige",)))
+    with pytest.raises(InvalidParameterError, match="'detectors' parameter of ScanConfig"):
+        scan(make_set(clean_images[:10]), ScanConfig(detectors=()))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"bridge": {"abs_slack": -1}}, "'abs_slack' parameter of ColinearityConfig must be a number > 0"),
+    ({"bridge": {"min_chain": 2}}, "'min_chain' parameter of ColinearityConfig must be an int >= 3"),
+    ({"cluster": {"tau_quantile": 1.5}}, "'tau_quantile' parameter of ClusterConfig"),
+    ({"near_duplicate": {"max_diff": 300}}, "'max_diff' parameter of DuplicateConfig"),
+    ({"bridge": {"no_such_option": 1}}, "'no_such_option' parameter of the bridge detector must be one of its options"),
+    ({"bridge": 3}, "'bridge' parameter of ScanConfig.options"),
+])
+def test_every_nested_detector_config_is_validated(clean_images, options, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        scan(make_set(clean_images[:10]), ScanConfig(options=options))
+
+
+def test_detector_options_reach_the_detector(clean_images):
+    res = scan(make_set(clean_images[:40]), ScanConfig(options={"cluster": {"min_size": 37}}))
+    assert res.params["options"]["cluster"]["min_size"] == 37
+    assert res.params["stats"]["cluster"]["size_threshold"] >= 37
 
 
 def test_blank_images_never_form_a_chain():

@@ -1,4 +1,4 @@
-"""Abnormally large and tight clusters (paper 5.2, "Agglomerative Clustering").
+"""``cluster``: abnormally large and tight clusters (paper 5.2, "Agglomerative Clustering").
 
 Poisoned points (any interpolation, not only linear ones) sit close to each other, so they
 merge early in an agglomerative clustering. We run **single-linkage agglomerative clustering
@@ -25,11 +25,14 @@ Shape contract: graph indices int64 ``N×k``; returns labels int64 ``N`` and a p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from audit.errors import invalid_parameter
+from audit.findings import Finding, Member, Severity
 from audit.neighbors import NeighborGraph
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, check_number
 
 METHODS = ("graph", "agglomerative")
 
@@ -41,6 +44,37 @@ class ClusterConfig:
     min_size: int = 10  # a natural look-alike group in Fashion-MNIST 60k is at most a handful
     size_quantile: float = 0.999  # and larger than 99.9% of this pool's clusters
     tight_factor: float = 0.5  # mean intra edge < this × median 1-NN distance of the pool
+
+    def __post_init__(self) -> None:
+        own = "ClusterConfig"
+        if self.method not in METHODS:
+            raise invalid_parameter("method", own, f"one of {', '.join(METHODS)}", self.method)
+        check_number(own, "tau_quantile", self.tau_quantile, 0.0, 1.0, low_open=True)
+        check_number(own, "min_size", self.min_size, 2, integer=True)
+        check_number(own, "size_quantile", self.size_quantile, 0.0, 1.0)
+        check_number(own, "tight_factor", self.tight_factor, 0.0, low_open=True)
+
+
+class ClusterDetector(Detector):
+    name = "cluster"
+    Config = ClusterConfig
+    severity = Severity.WARNING
+    needs_full_pool = True  # its thresholds are quantiles over the whole pool's clusters
+    summary = "a group of images far tighter and larger than this pool's natural look-alike groups"
+
+    def run(self, inputs: ScanInputs, earlier: Mapping[str, DetectorOutput]) -> DetectorOutput:
+        clusters, score, stats = find_clusters(inputs.graph, self.config)
+        return DetectorOutput([cluster_finding(c, score, inputs.ids) for c in clusters], score, stats)
+
+
+def cluster_finding(c: "Cluster", score: np.ndarray, ids: tuple[str, ...]) -> Finding:
+    s = float(score[c.members[0]])
+    members = tuple(Member(id=ids[m], index=int(m), score=float(score[m])) for m in c.members)
+    return Finding(kind="cluster", severity=Severity.WARNING, score=s, members=members,
+                   summary=f"{len(c.members)} images in one tight cluster (mean link {c.mean_edge:.1f}, "
+                           f"pool threshold size >= {c.size_threshold:.0f}, link <= {c.tight_threshold:.1f})",
+                   evidence={"size": len(c.members), "mean_edge": c.mean_edge,
+                             "size_threshold": c.size_threshold, "tight_threshold": c.tight_threshold})
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +110,6 @@ def _labels(graph: NeighborGraph, tau: float, method: str) -> np.ndarray:
 def find_clusters(graph: NeighborGraph, cfg: ClusterConfig) -> tuple[list[Cluster], np.ndarray, dict]:
     """Flagged clusters, a per-image score (size / size threshold × tightness, 0 for singletons)
     and the pool statistics the thresholds came from."""
-    if cfg.method not in METHODS:
-        raise invalid_parameter("method", "ClusterConfig", f"one of {', '.join(METHODS)}", cfg.method)
     n = len(graph)
     score = np.zeros(n, np.float64)
     nn1 = np.sqrt(graph.sqdist[:, 0][np.isfinite(graph.sqdist[:, 0])])

@@ -1,4 +1,4 @@
-"""Near-duplicate groups (paper 5.2, Figure 8: look-alikes are common and benign).
+"""``near_duplicate``: near-duplicate groups (paper 5.2, Figure 8: look-alikes are common and benign).
 
 Two images are near duplicates when their largest per-pixel difference is at most
 ``max_diff`` (default 2: uint8 rounding of the same picture, or a lossless re-save with a
@@ -12,17 +12,49 @@ Shape contract: rows uint8 ``N×D``; returns int64 label per row (-1 = not in a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from audit.features import Features
+from audit.findings import Finding, Member, Severity
 from audit.neighbors import NeighborGraph
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, check_number, members_union
 
 
 @dataclass(frozen=True)
 class DuplicateConfig:
     max_diff: int = 2  # max |pixel difference| of a near duplicate (uint8 rounding is <= 1)
     min_group: int = 2  # a pair is already a group
+
+    def __post_init__(self) -> None:
+        check_number("DuplicateConfig", "max_diff", self.max_diff, 0, 255, integer=True)
+        check_number("DuplicateConfig", "min_group", self.min_group, 2, integer=True)
+
+
+class NearDuplicate(Detector):
+    name = "near_duplicate"
+    Config = DuplicateConfig
+    severity = Severity.INFO
+    summary = "groups of images that differ by at most a few grey levels in every pixel (benign, for review)"
+
+    def run(self, inputs: ScanInputs, earlier: Mapping[str, DetectorOutput]) -> DetectorOutput:
+        groups = near_duplicate_groups(inputs.features, inputs.graph, self.config)
+        score = np.zeros(len(inputs))
+        for g in groups:
+            score[g] = len(g)
+        # a group wholly inside an error finding (rounding copies along a bridge) is part of it
+        inside = members_union(earlier, Severity.ERROR)
+        findings = [duplicate_finding(g, inputs.ids, self.config.max_diff) for g in groups
+                    if not inside.issuperset(g.tolist())]
+        return DetectorOutput(findings, score, {"groups": len(groups), "inside_error_findings": len(groups) - len(findings)})
+
+
+def duplicate_finding(group: np.ndarray, ids: tuple[str, ...], max_diff: int) -> Finding:
+    members = tuple(Member(id=ids[m], index=int(m)) for m in group)
+    return Finding(kind="near_duplicate", severity=Severity.INFO, score=float(len(group)), members=members,
+                   summary=f"{len(group)} near-identical images (max pixel difference <= {max_diff})",
+                   evidence={"size": len(group)})
 
 
 def near_duplicate_groups(features: Features, graph: NeighborGraph, cfg: DuplicateConfig) -> list[np.ndarray]:
