@@ -30,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from audit.data.imageset import ImageSet
 from audit.dynamics.recorder import Recorder, RecorderObserver
@@ -94,14 +94,15 @@ class RecordedRun:
 def record_run(config: Any, labeled: ImageSet, unlabeled: ImageSet, test: ImageSet | None = None, *,
                out_dir: str | Path, record_every: int = DEFAULT_RECORD_EVERY, resume: bool = False,
                use_ema: bool = True, on_progress: Callable[[Any], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> RecordedRun:
+               on_start: Callable[[int], None] | None = None, observers: Sequence[Any] = ()) -> RecordedRun:
     """Train ``config`` (an ``audit.ssl.trainer.TrainConfig``) on ``labeled`` + ``unlabeled``
     while recording predictions on ``unlabeled`` into ``out_dir/predictions``.
 
     ``resume`` continues a killed run from ``out_dir/checkpoint.pt`` (records after it are
     dropped and re-made). Without ``resume``, a folder that already holds a recording is refused
     rather than mixed with a new run. ``on_start(step)`` is called once with the step training
-    starts from (0, or the checkpoint's), before the first step. Raises ``AuditError``s."""
+    starts from (0, or the checkpoint's), before the first step. ``observers`` are further trainer
+    observers called after the recorder, outside its timing (e.g. a probe set's recorder). Raises ``AuditError``s."""
     from audit.ssl.trainer import Trainer
 
     if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
@@ -116,6 +117,7 @@ def record_run(config: Any, labeled: ImageSet, unlabeled: ImageSet, test: ImageS
     recorder = Recorder(pred_dir, unlabeled.ids, trainer.num_classes)
     timed = _TimedObserver(RecorderObserver(recorder, unlabeled, use_ema=use_ema))
     trainer.observers.append(timed)
+    trainer.observers.extend(observers)
     if resume and not (out_dir / "checkpoint.pt").exists():
         # killed before its first checkpoint: nothing to continue from, so start over cleanly
         timed.on_resume(0)

@@ -54,6 +54,11 @@ class TrainSetup:
     # records of every unlabeled prediction for the dynamics audit: paper 5.3 records once per
     # epoch; None = once per pass over the unlabeled pool (an epoch)
     observe_every: int | None = None
+    # overrides of the algorithm's config for every algorithm of the bench, e.g. {"threshold": 0.7}
+    # (audit.ssl.algorithms; checked against each algorithm's config), and of the strong
+    # augmentation (TrainConfig.augment_options, e.g. {"fill": 0.0}). None: the defaults
+    algo_config: Mapping[str, Any] | None = None
+    augment_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "mu"):
@@ -63,12 +68,44 @@ class TrainSetup:
         if self.observe_every is not None and (not isinstance(self.observe_every, int) or self.observe_every < 1):
             raise invalid_parameter("observe_every", "the bench", "an int >= 1 or None", self.observe_every)
         MODELS.get(self.model)
+        for name in ("algo_config", "augment_options"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, Mapping):
+                raise invalid_parameter(name, "the bench", "a dict or None", v)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
-        d["model_options"] = None if self.model_options is None else dict(self.model_options)
+        for name in ("model_options", "algo_config", "augment_options"):
+            d[name] = None if getattr(self, name) is None else dict(getattr(self, name))
         d.pop("device")
+        for name in _OPTIONAL:  # absent when unset: trials stored before these options keep their keys
+            if d.get(name) is None:
+                d.pop(name, None)
         return d
+
+
+_OPTIONAL = ("algo_config", "augment_options")
+SOURCE_CHOICES = ("random", "nearest")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An attacker's choice for one trial index (paper 3.2.3: some pairs are far easier). None
+    leaves that part to ``redteam.inject``'s seeded draw: x* a random test image, y* a random
+    other class, x' a random labeled image of class y*."""
+
+    target: int | None = None  # index of x* in the test split
+    target_label: int | None = None  # y*
+    source: int | None = None  # index of x' in the labeled set (ordered by class)
+
+    def __post_init__(self) -> None:
+        for name in ("target", "target_label", "source"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise invalid_parameter(name, "a bench pair", "an int >= 0 or None", v)
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -86,6 +123,10 @@ class BenchConfig:
     train: TrainSetup = field(default_factory=TrainSetup)
     # audit.dynamics.SCORES names; "NAME+pixels" scores with the pool's pixels as its features
     dynamics_scores: tuple[str, ...] = ("influence", "chain", "chain+pixels")
+    # x' given x* and y*: "random" (the paper: any labeled image of class y*), or "nearest" (the
+    # labeled y* image closest to x* in pixel space: the attacker knows the labeled set, 3.1)
+    source_choice: str = "random"
+    pairs: tuple[Pair, ...] | None = None  # trial t uses pairs[t]: chosen x*/y*/x' (None: drawn)
     preset: str = "custom"  # the preset this came from (a label in the report; not in trial identity)
 
     def __post_init__(self) -> None:
@@ -113,6 +154,16 @@ class BenchConfig:
                 raise invalid_parameter(name, own, f"an int >= {lo}", v)
         if self.pool is not None and (isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 3):
             raise invalid_parameter("pool", own, "an int >= 3 or None", self.pool)
+        if self.source_choice not in SOURCE_CHOICES:
+            raise invalid_parameter("source_choice", own, f"one of {', '.join(SOURCE_CHOICES)}", self.source_choice)
+        if self.pairs is not None:
+            pairs = tuple(p if isinstance(p, Pair) else Pair(**p) for p in self.pairs)
+            object.__setattr__(self, "pairs", pairs)
+            if len(pairs) < self.trials:
+                raise invalid_parameter("pairs", own, f"one pair per trial (at least {self.trials})", len(pairs))
+        if self.train.algo_config is not None:
+            for a in self.algos:  # each algorithm checks the keys against its own config
+                ALGORITHMS.get(a).make_config(dict(self.train.algo_config))
 
     @property
     def headline_density(self) -> str:
@@ -122,6 +173,7 @@ class BenchConfig:
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["train"] = {**self.train.to_json(), "device": self.train.device}
+        d["pairs"] = None if self.pairs is None else [p.to_json() for p in self.pairs]
         return d
 
 
@@ -141,6 +193,8 @@ class TrialSpec:
     seed: int  # injection and training seed: BenchConfig.seed + trial
     train: TrainSetup
     dynamics_scores: tuple[str, ...]
+    source_choice: str = "random"
+    pair: Pair | None = None
 
     @property
     def is_control(self) -> bool:
@@ -150,7 +204,18 @@ class TrialSpec:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["train"] = self.train.to_json()
         d["dynamics_scores"] = list(self.dynamics_scores)
+        # absent at their defaults, so trials stored before these options keep their keys
+        if self.source_choice == "random":
+            d.pop("source_choice")
+        if self.pair is None or not self.pair.to_json():
+            d.pop("pair")
+        else:
+            d["pair"] = self.pair.to_json()
         return {"version": SPEC_VERSION, **d}
+
+    def control(self) -> "TrialSpec":
+        """The clean control of this trial's row (same algorithm, trial, pair and training)."""
+        return dataclasses.replace(self, attack=CONTROL, ratio=0.0, density=CONTROL)
 
     @property
     def key(self) -> str:
@@ -170,7 +235,8 @@ def expand(config: BenchConfig) -> list[TrialSpec]:
     for t in range(config.trials):
         common = dict(dataset=config.dataset, root=config.root, labels_per_class=config.labels_per_class,
                       pool=config.pool, trial=t, seed=config.seed + t, train=config.train,
-                      dynamics_scores=config.dynamics_scores)
+                      dynamics_scores=config.dynamics_scores, source_choice=config.source_choice,
+                      pair=None if config.pairs is None else config.pairs[t])
         for algo in config.algos:
             out.append(TrialSpec(algo=algo, attack=CONTROL, ratio=0.0, density=CONTROL, **common))
             for attack in config.attacks:

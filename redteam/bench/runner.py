@@ -8,6 +8,7 @@ a rich progress bar from it); this module never prints.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +52,12 @@ class BenchOutcome:
 
 
 def run_bench(config: BenchConfig, out_dir: str | Path, *, splits: Splits | None = None,
-              retry_failed: bool = False, report: bool = True,
+              retry_failed: bool = False, report: bool = True, keep_predictions: bool = False,
               on_event: Callable[[BenchEvent], None] | None = None) -> BenchOutcome:
     """Run (or resume) the bench of ``config`` into ``out_dir``; see the module doc. ``splits``
-    skips loading ``config.dataset`` (tests, callers that hold the data already)."""
+    skips loading ``config.dataset`` (tests, callers that hold the data already).
+    ``keep_predictions`` keeps each computed trial's recordings in ``OUT/predictions/<key>/``
+    (the pool's and the probe line's, the manifest) instead of deleting them."""
     t0 = time.perf_counter()
     emit = on_event or (lambda e: None)
     store = TrialStore(out_dir)
@@ -66,13 +69,19 @@ def run_bench(config: BenchConfig, out_dir: str | Path, *, splits: Splits | None
     if todo and splits is None:
         splits = load_dataset(config.dataset, config.root)
     work = store.out / "work"  # per-trial scratch (the prediction recordings), removed after each trial
+    kept = store.out / "predictions"
+    for stale in kept.glob(".tmp-*") if keep_predictions else ():  # a kill mid-move (trial.keep_recordings)
+        shutil.rmtree(stale, ignore_errors=True)
     for spec in todo:
         emit(BenchEvent("trial", total, done, spec))
 
         def phase(name: str, step: int, steps: int, spec: TrialSpec = spec) -> None:
             emit(BenchEvent("phase", total, done, spec, name, step, steps))
 
-        result = run_trial(spec, splits, work, phase=phase)
+        # the clean control of this row runs first (matrix order): its probe line is the clean boundary
+        ctrl = None if spec.is_control else stored.get(spec.control().key) or store.get(spec.control().key)
+        result = run_trial(spec, splits, work, phase=phase, control=ctrl.propagation if ctrl and ctrl.ok else None,
+                           keep_dir=kept if keep_predictions else None)
         try:
             store.put(result)
         except ValueError as exc:  # e.g. a value JSON cannot hold: keep the trial, as a failure
