@@ -14,6 +14,19 @@ threshold τ_t (running mean of the batch's mean top confidence, starting at 1/C
 by the max-normalised running mean of the predicted class probabilities: τ_t(c) =
 τ_t · p̃_t(c) / max p̃_t. Classes the model is still unsure of get a lower bar, so they are not
 starved of pseudo-labels early on. ``threshold`` is unused in that mode.
+
+Optional, off by default: FlexMatch-style class-wise thresholds (Zhang et al., NeurIPS 2021,
+Curriculum Pseudo Labeling), ``threshold_mode="flexmatch"``: τ(c) = M(β(c))·τ with the convex
+mapping M(x) = x/(2 − x), β(c) = σ(c) / max(max σ, unused), where σ(c) is the share of unlabeled
+examples confidently (≥ τ) predicted c and "unused" the share not confident at all (FlexMatch's
+threshold warm-up). FlexMatch counts σ over the latest prediction of every example of the pool;
+a step here sees only its batch, so σ is a running mean over batches (``flex_momentum``): the
+same curriculum, estimated instead of counted.
+
+Optional, off by default: soft pseudo-labels, ``pseudo_label="soft"``: the strong view is
+trained towards the whole (optionally sharpened, ``soft_temperature``) weak-view distribution
+instead of its argmax, still masked by the threshold; a contested image then pulls towards the
+classes it is torn between rather than towards whichever is on top.
 """
 
 from __future__ import annotations
@@ -26,10 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audit.errors import invalid_parameter
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split
+from audit.ssl.algorithms.base import (
+    Algorithm, Batch, StepOutput, check_range, forward_split, sharpen, soft_cross_entropy,
+)
 
 
-THRESHOLD_MODES = ("fixed", "self_adaptive")
+THRESHOLD_MODES = ("fixed", "self_adaptive", "flexmatch")
+PSEUDO_LABELS = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -46,15 +62,26 @@ class FixMatchConfig:
     dist_align_momentum: float = 0.99
     threshold_mode: str = "fixed"  # "fixed" (τ = threshold) or "self_adaptive" (FreeMatch's τ_t(c))
     sat_momentum: float = 0.999  # λ of FreeMatch's running means (the paper's value)
+    # decay per step of the running σ(c) of threshold_mode="flexmatch": ~100 batches, about the
+    # steps in which a CPU run's batches cover the pool a few times (FlexMatch refreshes each
+    # example's entry once per pass over the pool)
+    flex_momentum: float = 0.99
+    pseudo_label: str = "hard"  # "hard" (FixMatch: the argmax) or "soft" (the weak-view distribution)
+    soft_temperature: float = 1.0  # soft targets are sharpen(p, T); 1 = the distribution as it is
 
     def __post_init__(self) -> None:
         check_range("FixMatchConfig", "threshold", self.threshold, 0.0, 1.0)
         check_range("FixMatchConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
         check_range("FixMatchConfig", "dist_align_momentum", self.dist_align_momentum, 0.0, 1.0)
         check_range("FixMatchConfig", "sat_momentum", self.sat_momentum, 0.0, 1.0)
+        check_range("FixMatchConfig", "flex_momentum", self.flex_momentum, 0.0, 1.0)
+        check_range("FixMatchConfig", "soft_temperature", self.soft_temperature, 0.0, float("inf"), lo_open=True)
         if self.threshold_mode not in THRESHOLD_MODES:
             raise invalid_parameter("threshold_mode", "FixMatchConfig", f"one of {', '.join(THRESHOLD_MODES)}",
                                     self.threshold_mode)
+        if self.pseudo_label not in PSEUDO_LABELS:
+            raise invalid_parameter("pseudo_label", "FixMatchConfig", f"one of {', '.join(PSEUDO_LABELS)}",
+                                    self.pseudo_label)
         for name in ("weak_no_grad", "dist_align"):
             if not isinstance(getattr(self, name), bool):
                 raise invalid_parameter(name, "FixMatchConfig", "a bool", getattr(self, name))
@@ -72,6 +99,9 @@ class FixMatch(Algorithm):
         # FreeMatch's running means (unused with a fixed threshold): global confidence τ_t and
         # class-wise mean prediction p̃_t, both starting at 1/C as in the paper
         self.sat_tau, self.sat_p = torch.tensor(1.0 / num_classes), uniform.clone()
+        # FlexMatch-style σ(c) (unused otherwise): share of examples confidently predicted c;
+        # 0 at the start, so every class begins in the warm-up (its threshold near 0)
+        self.flex_sigma = torch.zeros(num_classes)
 
     def step(self, model: nn.Module, batch: Batch) -> StepOutput:
         cfg = self.config
@@ -89,9 +119,15 @@ class FixMatch(Algorithm):
         confidence, pseudo = guess.max(dim=1)
         if cfg.threshold_mode == "self_adaptive":
             mask = (confidence >= self.class_thresholds(guess)[pseudo]).float()
+        elif cfg.threshold_mode == "flexmatch":
+            mask = (confidence >= self.flex_thresholds(guess)[pseudo]).float()
         else:
             mask = (confidence >= cfg.threshold).float()
-        unsup_loss = (F.cross_entropy(logits_u_s, pseudo, reduction="none") * mask).mean()
+        if cfg.pseudo_label == "soft":
+            each = soft_cross_entropy(logits_u_s, sharpen(guess, cfg.soft_temperature))
+        else:
+            each = F.cross_entropy(logits_u_s, pseudo, reduction="none")
+        unsup_loss = (each * mask).mean()
 
         loss = sup_loss + cfg.lambda_u * unsup_loss
         logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "mask_rate": mask.mean().item()}
@@ -119,13 +155,27 @@ class FixMatch(Algorithm):
         self.sat_p = m * self.sat_p.to(probs.device) + (1 - m) * probs.mean(dim=0)
         return self.sat_tau * self.sat_p / self.sat_p.max()
 
-    _STATE = ("p_labeled", "p_model", "sat_p", "sat_tau")
+    @torch.no_grad()
+    def flex_thresholds(self, probs: Tensor) -> Tensor:
+        """FlexMatch-style thresholds: update σ(c) with this batch's confident (≥ τ) predictions
+        (``N×C`` probabilities), return τ(c) = M(β(c))·τ, M(x) = x/(2 − x), for every class."""
+        m, tau = self.config.flex_momentum, self.config.threshold
+        confidence, pred = probs.max(dim=1)
+        sure = torch.bincount(pred[confidence >= tau], minlength=self.num_classes).float() / len(probs)
+        self.flex_sigma = m * self.flex_sigma.to(probs.device) + (1 - m) * sure
+        unused = (1 - self.flex_sigma.sum()).clamp_min(0)
+        beta = self.flex_sigma / torch.maximum(self.flex_sigma.max(), unused).clamp_min(1e-12)
+        return beta / (2 - beta) * tau
+
+    _STATE = ("p_labeled", "p_model", "sat_p", "sat_tau", "flex_sigma")
+    _ADDED = ("flex_sigma",)  # absent from checkpoints written before it: restored as initialised
 
     def state_dict(self) -> dict[str, Tensor]:
         return {name: getattr(self, name).clone() for name in self._STATE}
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        if set(state) != set(self._STATE):
+        if not set(self._STATE) - set(self._ADDED) <= set(state) <= set(self._STATE):
             raise invalid_parameter("state", "FixMatch", f"a dict with keys {', '.join(self._STATE)}", sorted(state))
         for name in self._STATE:
-            setattr(self, name, state[name].clone())
+            if name in state:
+                setattr(self, name, state[name].clone())

@@ -114,8 +114,48 @@ def test_fixmatch_self_adaptive_threshold_follows_the_models_confidence_per_clas
     restored = FixMatch(algo.config, num_classes=C)
     restored.load_state_dict(algo.state_dict())
     torch.testing.assert_close(restored.sat_p, algo.sat_p)
-    with pytest.raises(InvalidParameterError, match="fixed, self_adaptive"):
+    with pytest.raises(InvalidParameterError, match="fixed, self_adaptive, flexmatch"):
         FixMatch.make_config({"threshold_mode": "flex"})
+
+
+def test_fixmatch_flexmatch_thresholds_warm_up_from_zero_and_scale_per_class():
+    x_u = torch.zeros(6, 1, 4, 4)
+    x_u[:4, 0, 0, 0] = 1.0  # four guesses of class 0 at p = softmax(4, 0, 0) = 0.965
+    x_u[4:, 0, 0, 1] = 0.1  # two unsure guesses of class 1 at p = softmax(0, 0.4, 0) = 0.4
+    algo = FixMatch(FixMatch.make_config({"threshold_mode": "flexmatch", "flex_momentum": 0.0}), num_classes=C)
+    probs = torch.softmax(lookup_model(4.0)(x_u), 1)
+    # σ = this batch's confident shares (class 0: 4/6), unused 2/6: β = (1, 0, 0), τ(c) = M(β)·0.95
+    torch.testing.assert_close(algo.flex_thresholds(probs), torch.tensor([0.95, 0.0, 0.0]))
+    warm = FixMatch(FixMatch.make_config({"threshold_mode": "flexmatch", "flex_momentum": 0.5}), num_classes=C)
+    out = warm.step(lookup_model(4.0), batch(x_u))
+    # from σ = 0 with momentum 0.5: σ(0) = 1/3, unused 2/3, β(0) = 1/2, τ(0) = M(1/2)·0.95 = 0.95/3
+    torch.testing.assert_close(warm.flex_sigma, torch.tensor([1 / 3, 0.0, 0.0]))
+    assert out.logs["mask_rate"] == 1.0  # the unsure class-1 guesses pass τ(1) = 0 (warm-up)
+    assert FixMatch(num_classes=C).step(lookup_model(4.0), batch(x_u)).logs["mask_rate"] == pytest.approx(4 / 6)
+    restored = FixMatch(warm.config, num_classes=C)
+    restored.load_state_dict(warm.state_dict())
+    torch.testing.assert_close(restored.flex_sigma, warm.flex_sigma)
+    old = {k: v for k, v in warm.state_dict().items() if k != "flex_sigma"}  # a checkpoint from before the option
+    FixMatch(warm.config, num_classes=C).load_state_dict(old)
+
+
+def test_fixmatch_soft_pseudo_labels_train_towards_the_sharpened_distribution():
+    assert FixMatch.Config().pseudo_label == "hard"
+    x_u = torch.zeros(2, 1, 4, 4)
+    x_u[:, 0, 0, 0], x_u[:, 0, 0, 1] = 1.0, 0.8  # torn between classes 0 and 1, under τ 0.95
+    model = lookup_model(2.0)
+    cfg = {"pseudo_label": "soft", "soft_temperature": 0.5, "threshold": 0.0}
+    out = FixMatch(FixMatch.make_config(cfg), num_classes=C).step(model, batch(x_u))
+    hard = FixMatch(FixMatch.make_config({"threshold": 0.0}), num_classes=C).step(model, batch(x_u))
+    logits = model(x_u)
+    target = sharpen(torch.softmax(logits, 1), 0.5)
+    expected = -(target * F.log_softmax(logits, 1)).sum(1).mean()
+    assert out.logs["unsup_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert out.logs["unsup_loss"] != pytest.approx(hard.logs["unsup_loss"], rel=1e-3)  # not the argmax loss
+    masked = FixMatch(FixMatch.make_config({**cfg, "threshold": 0.95}), num_classes=C).step(model, batch(x_u))
+    assert masked.logs["unsup_loss"] == 0.0 and masked.logs["mask_rate"] == 0.0
+    with pytest.raises(InvalidParameterError, match="'pseudo_label' parameter of FixMatchConfig must be one of hard, soft"):
+        FixMatch.make_config({"pseudo_label": "fuzzy"})
 
 
 # --- UDA -------------------------------------------------------------------------------------
