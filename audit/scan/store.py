@@ -1,9 +1,10 @@
 """Incremental scanning for ingestion: check a new batch against an already scanned pool
 (paper 5.2) without rescanning it.
 
-A STORE is a directory written atomically (a temporary sibling, then renamed into place):
+A STORE is a folder of immutable versions (layout, lock, checksums and crash safety:
+:mod:`audit.scan.store_layout`); one version holds
 
-    meta.json        format name + version, image shape, counts, projection dim, index kind
+    meta.json        format name + version of the index data, image shape, counts, projection dim, index kind
     ids.json         the pool's ids, in row order
     rows.npy         uint8 N×D pixel rows, memory-mapped: confirmation reads only the rows it needs
     eligible.npy     bool N, not a flat/blank image (colinearity members)
@@ -13,6 +14,7 @@ A STORE is a directory written atomically (a temporary sibling, then renamed int
     index.faiss      the FAISS index over ``projected`` (CPU form)
     knn_indices.npy  int64 N×k   } optional: the pool's kNN graph; without them (stores written
     knn_sqdist.npy   float32 N×k } before they existed) the old rows are searched again
+    manifest.json    size and sha256 of each file above, verified on every load
 
 ``scan_against`` adds the batch to the index, builds kNN lists for the new rows and the old rows
 they land next to (the stored list of such an old row merged with the new rows that have it
@@ -25,12 +27,11 @@ run: cluster statistics need the whole pool's graph.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,11 +41,14 @@ from audit.features import Features, Projection, pixel_rows, release_pages, row_
 from audit.findings import AuditResult
 from audit.neighbors import NeighborGraph, drop_self, search
 from audit.scan.pipeline import Progress, ScanConfig, ScanContext, build_context, check_labeled, run_detectors
+from audit.scan.store_io import verify
+from audit.scan.store_layout import DEFAULT_LOCK_TIMEOUT, StoreWriter, check_store_path, open_version, read_current
 
 FORMAT = "ssl-poison-audit/scan-index"
 VERSION = 1
 _FILES = ("meta.json", "ids.json", "rows.npy", "eligible.npy", "mean.npy", "components.npy",
           "projected.npy", "index.faiss")
+_KNN = ("knn_indices.npy", "knn_sqdist.npy")
 
 
 class _StackedRows:
@@ -75,19 +79,23 @@ class _StackedRows:
 
 
 def save_index(context: ScanContext | ImageSet, path: str | Path, config: ScanConfig = ScanConfig(), *,
-               eligible: np.ndarray | None = None) -> Path:
-    """Write STORE (module docstring); returns its path.
+               eligible: np.ndarray | None = None, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> Path:
+    """Write a new version of STORE (module docstring) holding this pool; returns its path.
 
     ``context`` is what :func:`audit.scan.pipeline.scan_with_context` returned (nothing is
-    rebuilt), or an ImageSet, for which features and index are built here with ``config``."""
+    rebuilt), or an ImageSet, for which features and index are built here with ``config``. A
+    path that is not a store (nor absent, nor an empty folder) is refused before any work."""
+    check_store_path(path, write=True)
     if isinstance(context, ImageSet):
         context = build_context(context, config)
-    return _save(context, path, eligible, (context.graph.indices, context.graph.sqdist))
+    with StoreWriter(path, lock_timeout) as writer:
+        _write_version(writer, context, eligible, (context.graph.indices, context.graph.sqdist))
+    return Path(path)
 
 
-def _save(context: ScanContext, path: str | Path, eligible: np.ndarray | None,
-          knn: tuple[np.ndarray, np.ndarray] | None) -> Path:
-    """:func:`save_index` with the kNN lists to store given explicitly (None: none stored)."""
+def _write_version(writer: StoreWriter, context: ScanContext, eligible: np.ndarray | None,
+                   knn: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Write and publish one version with the kNN lists given explicitly (None: none stored)."""
     import faiss
 
     f = context.features
@@ -100,43 +108,78 @@ def _save(context: ScanContext, path: str | Path, eligible: np.ndarray | None,
     shape = context.shape
     meta = {"format": FORMAT, "version": VERSION, "n": len(f), "shape": list(shape),
             "dim": f.projection.dim, "index_kind": context.graph.kind.replace("gpu-", ""), "k": context.graph.k}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        _write_rows(tmp / "rows.npy", f.rows)
-        np.save(tmp / "eligible.npy", np.asarray(eligible, bool))
-        np.save(tmp / "mean.npy", f.projection.mean)
-        np.save(tmp / "components.npy", f.projection.components)
-        np.save(tmp / "projected.npy", f.projected)
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        if knn is not None:
-            np.save(tmp / "knn_indices.npy", np.asarray(knn[0], np.int64))
-            np.save(tmp / "knn_sqdist.npy", np.asarray(knn[1], np.float32))
-        (tmp / "ids.json").write_text(json.dumps(list(context.ids)))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks completeness
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    writer.begin()
+    writer.write_file("rows.npy", lambda fh: _write_rows(fh, f.rows))
+    writer.write_file("eligible.npy", lambda fh: np.save(fh, np.asarray(eligible, bool)))
+    writer.write_file("mean.npy", lambda fh: np.save(fh, f.projection.mean))
+    writer.write_file("components.npy", lambda fh: np.save(fh, f.projection.components))
+    writer.write_file("projected.npy", lambda fh: np.save(fh, f.projected))
+    writer.write_file("index.faiss", lambda fh: faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write)))
+    if knn is not None:
+        writer.write_file("knn_indices.npy", lambda fh: np.save(fh, np.asarray(knn[0], np.int64)))
+        writer.write_file("knn_sqdist.npy", lambda fh: np.save(fh, np.asarray(knn[1], np.float32)))
+    writer.write_file("ids.json", lambda fh: fh.write(json.dumps(list(context.ids)).encode()))
+    writer.write_file("meta.json", lambda fh: fh.write(json.dumps(meta, indent=1).encode()))
+    writer.publish()
 
 
 def scan_against(new: ImageSet, store_path: str | Path, config: ScanConfig = ScanConfig(), *, update: bool = False,
-                 labeled: ImageSet | None = None, progress: Progress | None = None) -> AuditResult:
-    """Scan the batch ``new`` against STORE; with ``update`` the batch is appended to STORE."""
+                 labeled: ImageSet | None = None, progress: Progress | None = None,
+                 lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> AuditResult:
+    """Scan the batch ``new`` against STORE; with ``update`` the batch is appended to STORE
+    (:func:`update_store` without a gate). Batch images whose id is already stored with the same
+    pixels are scanned as the stored images they are (a note says so), never added twice; an id
+    stored with other pixels raises ShapeMismatchError."""
+    if update:
+        return update_store(new, store_path, config, labeled=labeled, progress=progress,
+                            lock_timeout=lock_timeout)[0]
     config.validate()
     t0 = time.perf_counter()
-    st = load_store(store_path)
+    return _scan(new, load_store(store_path), store_path, config, labeled, progress, t0, keep=False)[0]
+
+
+def update_store(new: ImageSet, store_path: str | Path, config: ScanConfig = ScanConfig(), *,
+                 accept: Callable[[AuditResult], bool] | None = None, labeled: ImageSet | None = None,
+                 progress: Progress | None = None,
+                 lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> tuple[AuditResult, int]:
+    """:func:`scan_against` in one pass under STORE's writer lock, held from reading the store to
+    publishing the version with the batch: a concurrent writer waits (up to ``lock_timeout``
+    seconds, then CheckpointError), so it scans against this batch and never overwrites it. The
+    batch is appended only when ``accept(result)`` (the CI gate) says so. Returns the result and
+    the number of images added (0: not accepted, or all already stored)."""
+    config.validate()
+    waited = []
+
+    def on_wait(message: str) -> None:
+        waited.append(time.perf_counter())
+        if progress is not None:
+            progress("wait for lock", 0, 1)
+
+    with StoreWriter(store_path, lock_timeout, on_wait) as writer:
+        if waited and progress is not None:
+            progress("wait for lock", 1, 1)
+        t0 = time.perf_counter()
+        result, pending = _scan(new, load_store(store_path), store_path, config, labeled, progress, t0, keep=True)
+        if pending is None or (accept is not None and not accept(result)):
+            return result, 0
+        t0 = time.perf_counter()
+        context, eligible, knn = pending
+        _write_version(writer, context, eligible, knn)
+        result.timings["update"] = time.perf_counter() - t0
+        return result, len(context.features.rows.new)
+
+
+def _scan(new: ImageSet, st: dict, store_path: str | Path, config: ScanConfig, labeled: ImageSet | None,
+          progress: Progress | None, t0: float, *, keep: bool) -> tuple[AuditResult, tuple | None]:
+    """The scan of ``new`` against the loaded store ``st``; with ``keep``, also what
+    :func:`_write_version` needs to append it (None when nothing is new)."""
     if tuple(new.shape) != st["shape"]:
         raise ShapeMismatchError(f"the batch's images are {'×'.join(map(str, new.shape))} but the store at "
                                  f"{store_path} holds {'×'.join(map(str, st['shape']))} images")
-    clash = sorted(set(new.ids) & set(st["ids"]))
-    if clash:
-        raise ShapeMismatchError(f"{len(clash)} ids of the batch are already in the store, e.g. {clash[0]!r}")
+    new = _drop_stored(new, st, store_path)
     check_labeled(new, labeled)
     n_old, proj = len(st["ids"]), st["projection"]
-    new_rows = pixel_rows(new.images)
+    new_rows = pixel_rows(new.images) if len(new) else np.empty((0, int(np.prod(st["shape"]))), np.uint8)
     new_proj = proj.transform(new_rows)
     rows = _StackedRows(st["rows"], new_rows)
     projected = np.concatenate([st["projected"], new_proj])
@@ -171,32 +214,73 @@ def scan_against(new: ImageSet, store_path: str | Path, config: ScanConfig = Sca
     result = run_detectors(features, graph, _IdsOnly(pool, ids), cfg, labeled=labeled, progress=progress,
                            timings=timings, points=np.concatenate([touched_old, new_ids]), eligible=eligible,
                            root=str(store_path))
-    if update:
-        t0 = time.perf_counter()
-        ctx = ScanContext(Features(_Concat(st["rows"], new_rows), projected, proj), graph, ids, config, st["shape"])
-        knn = None
-        if stored is not None and stored[0].shape[1] == k:  # the whole pool's lists, touched rows updated
-            full_i = np.concatenate([np.asarray(stored[0]), idx_new])
-            full_d = np.concatenate([np.asarray(stored[1]), sq_new])
-            full_i[touched_old], full_d[touched_old] = idx_old, sq_old
-            knn = (full_i, full_d)
-        _save(ctx, store_path, eligible, knn)
-        result.timings["update"] = time.perf_counter() - t0
-    return result
+    if not keep or len(new) == 0:
+        return result, None
+    ctx = ScanContext(Features(_Concat(st["rows"], new_rows), projected, proj), graph, ids, config, st["shape"])
+    knn = None
+    if stored is not None and stored[0].shape[1] == k:  # the whole pool's lists, touched rows updated
+        full_i = np.concatenate([np.asarray(stored[0]), idx_new])
+        full_d = np.concatenate([np.asarray(stored[1]), sq_new])
+        full_i[touched_old], full_d[touched_old] = idx_old, sq_old
+        knn = (full_i, full_d)
+    return result, (ctx, eligible, knn)
 
 
-def load_store(path: str | Path) -> dict:
-    """Validate and open STORE; raises CheckpointError naming what is missing or wrong."""
+def _drop_stored(new: ImageSet, st: dict, store_path: str | Path) -> ImageSet:
+    """The batch without the images already stored under the same id with the same pixels (a
+    rerun of an accepted batch); an id stored with other pixels is an error: one id, one image."""
+    clash = set(new.ids).intersection(st["ids"])
+    if not clash:
+        return new
+    where = {i: pos for pos, i in enumerate(st["ids"]) if i in clash}
+    mine = [j for j, i in enumerate(new.ids) if i in clash]
+    stored_rows = np.asarray(st["rows"][sorted(where.values())])
+    by_id = dict(zip(sorted(where, key=where.get), stored_rows))
+    changed = [new.ids[j] for j in mine if not np.array_equal(by_id[new.ids[j]], new.images[j].reshape(-1))]
+    if changed:
+        raise ShapeMismatchError(f"{len(changed)} ids of the batch are already in the store at {store_path} with other "
+                                 f"pixels, e.g. {changed[0]!r}: one id holds one image; rename the new files")
+    keep = [j for j, i in enumerate(new.ids) if i not in clash]
+    note = (f"{len(mine)} of the batch's images are already in the store (same ids, same pixels): scanned as "
+            "the stored images they are, not added again")
+    return dataclasses.replace(new.subset(keep), unreadable=new.unreadable, skipped=new.skipped,
+                               notes=tuple(new.notes) + (note,), summary=new.summary)
+
+
+def load_store(path: str | Path, *, verify_checksums: bool = True) -> dict:
+    """Validate and open the current version of STORE; raises CheckpointError naming what is
+    missing or wrong (a file that does not match its checksum included). A version that a
+    writer collected while it was being opened is followed to the new current one."""
+    path = Path(path)
+    for _ in range(8):
+        folder, files = open_version(path)
+        try:
+            return _load(path, folder, files, verify_checksums)
+        except CheckpointError:
+            if files is None or _current_name(path) in (folder.name, None):
+                raise
+    raise CheckpointError(f"scan index at {path} changed 8 times while being opened; try again")
+
+
+def _current_name(path: Path) -> str | None:
+    try:
+        cur = read_current(path)
+    except CheckpointError:
+        return None
+    return cur[0] if cur else None
+
+
+def _load(path: Path, folder: Path, files: dict | None, check: bool) -> dict:
     import faiss
 
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"no scan index at {path}: create one with a full scan first (save_index)")
-    missing = [name for name in _FILES if not (path / name).is_file()]
+    missing = [name for name in _FILES if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(f"scan index at {path} is incomplete: missing {', '.join(missing)}")
+    has_knn = (folder / "knn_indices.npy").is_file() and (folder / "knn_sqdist.npy").is_file()
+    if files is not None and check:  # a v1 store has no manifest: it gains one on its next update
+        verify(folder, files, _FILES + (_KNN if has_knn or any(n in files for n in _KNN) else ()))
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"scan index at {path} has an unreadable meta.json: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -205,29 +289,40 @@ def load_store(path: str | Path) -> dict:
         raise CheckpointError(f"scan index at {path} has format version {meta.get('version')!r}; "
                               f"this version reads {VERSION}: rebuild it with a full scan")
     try:
-        ids = json.loads((path / "ids.json").read_text())
-        rows = np.load(path / "rows.npy", mmap_mode="r")
-        eligible = np.load(path / "eligible.npy")
-        mean = np.load(path / "mean.npy")
-        comps = np.load(path / "components.npy")
-        projected = np.load(path / "projected.npy")
-        index = faiss.read_index(str(path / "index.faiss"))
+        ids = json.loads((folder / "ids.json").read_text())
+        rows = np.load(folder / "rows.npy", mmap_mode="r")
+        eligible = np.load(folder / "eligible.npy")
+        mean = np.load(folder / "mean.npy")
+        comps = np.load(folder / "components.npy")
+        projected = np.load(folder / "projected.npy")
+        index = faiss.read_index(str(folder / "index.faiss"))
         knn = None
-        if (path / "knn_indices.npy").is_file() and (path / "knn_sqdist.npy").is_file():
-            knn = (np.load(path / "knn_indices.npy", mmap_mode="r"), np.load(path / "knn_sqdist.npy", mmap_mode="r"))
+        if has_knn:
+            knn = (np.load(folder / "knn_indices.npy", mmap_mode="r"), np.load(folder / "knn_sqdist.npy", mmap_mode="r"))
     except Exception as e:  # truncated npy, bad pickle-free header, faiss read error
         raise CheckpointError(f"scan index at {path} is corrupt: {type(e).__name__}: {e}") from None
-    n, shape = meta.get("n"), tuple(meta.get("shape", ()))
-    d_in = int(np.prod(shape)) if shape else -1
-    ok = (isinstance(ids, list) and len(ids) == n and rows.shape == (n, d_in) and rows.dtype == np.uint8
-          and eligible.shape == (n,) and mean.shape == (d_in,) and comps.shape == (d_in, meta.get("dim"))
-          and projected.shape == (n, meta.get("dim")) and index.ntotal == n
-          and (knn is None or (knn[0].shape[0] == n and knn[1].shape == knn[0].shape)))
+    n, shape, dim = meta.get("n"), meta.get("shape"), meta.get("dim")
+    if not (_count(n) and isinstance(shape, list) and len(shape) == 3 and all(_count(v) and v > 0 for v in shape)
+            and _count(dim) and dim > 0):
+        raise CheckpointError(f"scan index at {path} is corrupt: meta.json has no valid n, shape and dim")
+    shape, d_in = tuple(shape), int(np.prod(shape))
+    ok = (isinstance(ids, list) and len(ids) == n and all(isinstance(i, str) for i in ids) and len(set(ids)) == n
+          and rows.shape == (n, d_in) and rows.dtype == np.uint8
+          and eligible.shape == (n,) and eligible.dtype == bool
+          and mean.shape == (d_in,) and comps.shape == (d_in, dim) and projected.shape == (n, dim)
+          and all(a.dtype == np.float32 for a in (mean, comps, projected)) and index.ntotal == n and index.d == dim
+          and (knn is None or (knn[0].shape[0] == n and knn[0].ndim == 2 and knn[1].shape == knn[0].shape
+                               and knn[0].dtype == np.int64 and knn[1].dtype == np.float32)))
     if not ok:
-        raise CheckpointError(f"scan index at {path} is corrupt: its files disagree on the number or shape of images")
+        raise CheckpointError(f"scan index at {path} is corrupt: its files disagree on the number, shape or type "
+                              "of images")
     return {"ids": ids, "rows": rows, "eligible": eligible, "projection": Projection(mean, comps),
             "projected": projected, "index": index, "shape": shape, "kind": meta.get("index_kind", "flat"),
             "knn": knn}
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def merge_reverse(stored: tuple[np.ndarray, np.ndarray], touched: np.ndarray, idx_new: np.ndarray,
@@ -279,29 +374,18 @@ class _Concat:
         yield self.new
 
 
-def _write_rows(path: Path, rows) -> None:
-    """``rows.npy`` written with plain file writes block by block: through a writable memory map
+def _write_rows(fh, rows) -> None:
+    """``rows.npy`` written to the open file ``fh`` block by block: through a writable memory map
     every written page would stay resident (3 GB at 1M 32×32×3 images), and reading a
     memory-mapped source drops its pages after each block (:func:`release_pages`)."""
     fmt = np.lib.format
     header = {"descr": fmt.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": tuple(int(v) for v in rows.shape)}
     blocks = rows.blocks() if isinstance(rows, _Concat) else (rows[s : s + 65536] for s in range(0, len(rows), 65536))
-    with open(path, "wb") as fh:
-        fmt.write_array_header_1_0(fh, header)
-        for block in blocks:
-            fh.write(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
-            release_pages(rows.old if isinstance(rows, _Concat) else rows)
-
-
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    fmt.write_array_header_1_0(fh, header)
+    for block in blocks:
+        fh.write(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
+        release_pages(rows.old if isinstance(rows, _Concat) else rows)
 
 
 def _replace(config: ScanConfig, **kw) -> ScanConfig:

@@ -13,6 +13,12 @@ from audit.errors import CheckpointError, ShapeMismatchError
 from audit.scan import ScanConfig, save_index, scan_against
 from audit.scan.pipeline import scan_with_context
 from audit.scan.store import load_store
+from audit.scan.store_layout import read_current
+
+
+def current(store):
+    """The folder of STORE's current version (what readers load)."""
+    return store / read_current(store)[0]
 
 ALPHAS = np.linspace(0, 1, 24)
 
@@ -52,24 +58,31 @@ def test_update_appends_the_batch(halves, store):
     st = load_store(store)
     assert len(st["ids"]) == len(old) + len(new) and st["index"].ntotal == len(old) + len(new)
     np.testing.assert_array_equal(st["rows"][len(old):], new.images.reshape(len(new), -1))
-    with pytest.raises(ShapeMismatchError, match="already in the store"):
-        scan_against(new, store)
+    # the same batch again (a rerun): scanned as the stored images it is, never appended twice
+    again = scan_against(new, store, update=True)
+    assert again.ids == old.ids + new.ids
+    assert any("15 of the batch's images are already in the store" in n for n in again.notes)
+    assert len(load_store(store)["ids"]) == len(old) + len(new)
+    # an id that is stored with other pixels is an error: one id, one image
+    changed = ImageSet(new.images[::-1].copy(), new.ids)
+    with pytest.raises(ShapeMismatchError, match="already in the store .* with other pixels"):
+        scan_against(changed, store)
 
 
 def test_save_index_also_takes_an_imageset(halves, tmp_path):
     old, new = halves
     path = save_index(old, tmp_path / "S2", ScanConfig())
-    assert json.loads((path / "meta.json").read_text())["n"] == len(old)
+    assert json.loads((current(path) / "meta.json").read_text())["n"] == len(old)
 
 
 def test_missing_or_corrupt_store_is_a_checkpoint_error(halves, store, tmp_path):
     _, new = halves
     with pytest.raises(CheckpointError, match="no scan index"):
         scan_against(new, tmp_path / "nowhere")
-    (store / "projected.npy").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="corrupt"):
+    (current(store) / "projected.npy").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt: projected.npy has 7 bytes"):
         scan_against(new, store)
-    (store / "index.faiss").unlink()
+    (current(store) / "index.faiss").unlink()
     with pytest.raises(CheckpointError, match="missing index.faiss"):
         scan_against(new, store)
 
