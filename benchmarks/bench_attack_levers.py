@@ -155,7 +155,7 @@ def summary_row(arm: Arm, results) -> list[str]:
 
 
 HEADER = ["arm", "attack success", "clean control", "final front", "max front", "clean boundary",
-          "front − boundary", "settled at step", "P(y*|x*) end", "test acc %"]
+          "front − boundary", "settled at step", "P(y*\\|x*) end", "test acc %"]
 
 
 def table(args: argparse.Namespace) -> None:

@@ -6,6 +6,10 @@ state, no display needed).
 * ``scores_<detector>.png``: per attack, the histogram of the clean images' scores (rebuilt from the
   stored quantiles, each quantile standing for an equal share of the clean pool) and the poisoned
   images' scores on the same bins, log counts; pooled over the poisoned trials.
+* ``propagation.png``: the paper's Figure 5 as a strip over training steps, one panel per trial
+  (and algorithm): how far y* reached along the bridge (α from x', the front) in every poisoned
+  cell, the clean control's boundary on the same line (dashed), P(y*|x*) (dotted) and the x*-end
+  region confidently x*'s class (shaded, first poisoned cell). Success is written in the legend.
 """
 
 from __future__ import annotations
@@ -94,11 +98,54 @@ def _xlabel(detector: str) -> str:
     return "score (higher = more suspicious)"
 
 
+def propagation_plot(config: BenchConfig, results: list[TrialResult], path: Path) -> bool:
+    rows = sorted({(r.spec["algo"], r.spec["trial"]) for r in results if r.ok and r.propagation is not None})
+    if not rows:
+        return False
+    cols = min(4, len(rows))
+    nrows = -(-len(rows) // cols)
+    fig = _figure(3.4 * cols, 2.6 * nrows)
+    for i, (algo, trial) in enumerate(rows):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        mine = [r for r in results if r.ok and r.propagation is not None and r.spec["algo"] == algo
+                and r.spec["trial"] == trial]
+        shaded = False
+        for r in mine:
+            p = r.propagation
+            steps = np.asarray(p.steps)
+            if r.spec["attack"] == CONTROL:
+                ax.plot(steps, _nan(p.line_front), "k--", lw=1, label="clean boundary (control)")
+                continue
+            cell = f"{r.spec['attack']} {100 * r.spec['ratio']:g}%" + (
+                f" {r.spec['density']}" if len(config.densities) > 1 else "")
+            line, = ax.plot(steps, _nan(p.front), lw=1.5, label=f"{cell}: {'success' if r.success else 'failed'}")
+            ax.plot(steps, p.target_prob, ":", lw=1, color=line.get_color())
+            if not shaded:
+                ax.fill_between(steps, _nan(p.hard_from), 1.0, color="tab:gray", alpha=0.2, lw=0)
+                shaded = True
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{algo} · trial {trial}", fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel("α from x' (front) · P(y*|x*)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{config.preset}: propagation of y* along x'→x* (solid: front; dashed: clean boundary; "
+                 f"dotted: P(y*|x*); grey: ≥0.95 x*'s class)", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
+def _nan(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values or ()], dtype=float)
+
+
 def write_plots(config: BenchConfig, results: list[TrialResult], out: Path) -> list[str]:
     """Write every figure that has data; returns their file names (relative to ``out``)."""
     names = []
     if success_plot(config, results, out / "success_vs_ratio.png"):
         names.append("success_vs_ratio.png")
+    if propagation_plot(config, results, out / "propagation.png"):
+        names.append("propagation.png")
     dets: dict[str, None] = {}
     for r in results:
         dets.update(dict.fromkeys(r.detectors))

@@ -124,7 +124,7 @@ class Propagation:
         vals = [v for v in self.front or () if v is not None]
         return max(vals) if vals else None
 
-    def settled_at(self, tolerance: float = 0.02) -> int | None:
+    def settled_at(self, tolerance: float = 0.05) -> int | None:
         """The first record step from which the front stays within ``tolerance`` of its final
         value (how early propagation stopped); None without a final front."""
         final = self.final_front

@@ -136,6 +136,35 @@ def control_table(config: BenchConfig, results: list[TrialResult]) -> list[str]:
     return _table(header, rows) if rows else ["(no finished clean-control trial)"]
 
 
+def propagation_table(config: BenchConfig, results: list[TrialResult]) -> list[str]:
+    """How far y* reached along the bridge (paper 3.3; propagation.py), per poisoned cell: the final
+    and the furthest front, the clean control's boundary on the same line, how far past it the
+    front ended, the step from which it no longer moved (±0.05), P(y*|x*) at the end, and where
+    the x*-end region confident in x*'s class began."""
+    header = ["algorithm", "attack", "ratio", "density", "success", "final front", "max front",
+              "clean boundary", "front − boundary", "settled at step", "P(y*\\|x*) at the end", "x* end ≥0.95 from α"]
+    groups: dict[tuple, list[TrialResult]] = {}
+    for r in results:
+        if r.ok and r.spec["attack"] != CONTROL and r.propagation is not None:
+            groups.setdefault((r.spec["algo"], r.spec["attack"], r.spec["ratio"], r.spec["density"]), []).append(r)
+    rows = []
+    for (algo, attack, ratio, density), rs in groups.items():
+        ps = [r.propagation for r in rs]
+        ends = [None if not p.clean_boundary else p.clean_boundary[-1] for p in ps]
+        past = [None if f is None or b is None else f - b for f, b in zip((p.final_front for p in ps), ends)]
+        rows.append([algo, attack, _axis("ratio", ratio), _axis("density", density), success_cell(rs),
+                     stat_cell([p.final_front for p in ps], _f2), stat_cell([p.max_front for p in ps], _f2),
+                     stat_cell(ends, _f2), stat_cell(past, lambda v: f"{v:+.2f}"),
+                     stat_cell([p.settled_at() for p in ps], lambda v: f"{v:.0f}"),
+                     stat_cell([p.target_prob[-1] for p in ps], lambda v: f"{v:.2g}"),
+                     stat_cell([p.hard_from[-1] for p in ps], _f2)])
+    return _table(header, rows) if rows else ["(no finished poisoned trial with a propagation record)"]
+
+
+def _f2(v: float) -> str:
+    return f"{v:.2f}"
+
+
 def _axis(name: str, v: object) -> str:
     return f"{100 * v:g}%" if name == "ratio" else f"`{v}`" if name == "density" else str(v)
 
@@ -194,6 +223,12 @@ def render(config: BenchConfig, results: list[TrialResult], plots: list[str]) ->
             lines += [f"## Attack success by density: {algo}, `{attack}` (paper Table 3)", "",
                       *table3(config, results, algo, attack), ""]
     lines += ["## Clean test accuracy of the victim (EMA model)", "", *accuracy_table(config, results), "",
+              "## Propagation of y* along the bridge (paper 3.3, Figure 5)", "",
+              "Front = α (from x') of the last bridge image of the unbroken run predicted y* from x'; clean boundary "
+              "= the same on the probe line x'→x* for the clean control of the same trial (where a model that never "
+              "saw the bridge stops calling the line y*). The attack succeeds when the front reaches α = 1. Cells: "
+              "mean [min–max] (n trials); `propagation.png` draws every trial over the steps.", "",
+              *propagation_table(config, results), "",
               "## Detection (poisoned trials)", "",
               "Higher score = more suspicious. AUROC/AP rank the whole pool; TPR@FPR f = the largest share of poisoned "
               "images caught at a threshold with at most f of the clean pool above it; review cost = images a "

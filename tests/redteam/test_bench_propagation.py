@@ -110,8 +110,12 @@ def test_keep_predictions_keeps_what_the_front_was_read_from(tmp_path, digits_sp
     train = TrainSetup(model="cnn", model_options={"widths": [8, 16]}, steps=12, batch_size=16, mu=2, flip=False,
                        observe_every=3, device="cpu")
     cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=train, dynamics_scores=("influence",))
-    out = run_bench(cfg, tmp_path / "kept", splits=digits_splits, keep_predictions=True, report=False)
+    out = run_bench(cfg, tmp_path / "kept", splits=digits_splits, keep_predictions=True)
     control, poisoned = out.results
+    report = out.report_path.read_text(encoding="utf-8")
+    assert "## Propagation of y* along the bridge" in report and "![propagation.png](propagation.png)" in report
+    row = next(line for line in report.splitlines() if line.startswith("| fixmatch | linear | 5% |"))
+    assert f"{poisoned.propagation.final_front:.2f} (n=1)" in row  # the table reads the stored front
     for r in out.results:
         folder = tmp_path / "kept" / "predictions" / r.key
         assert {p.name for p in folder.iterdir()} == {"predictions", "probe", "manifest.json", "summary.json"}
