@@ -43,6 +43,8 @@ class Arm:
     lever: str
     hypothesis: str
     config: object  # redteam.bench.BenchConfig
+    pair_rule: str | None = None  # redteam.bench.pairs rule: pairs chosen from a surrogate before the run
+    base: str = ""  # "d" or "f": the surrogates' cache key
 
 
 def _bases():
@@ -66,8 +68,8 @@ def arms() -> dict[str, Arm]:
 
     out: list[Arm] = []
 
-    def add(name, lever, hypothesis, config):
-        out.append(Arm(name, lever, hypothesis, replace(config, preset=name)))
+    def add(name, lever, hypothesis, config, pair_rule=None):
+        out.append(Arm(name, lever, hypothesis, replace(config, preset=name), pair_rule, name[0]))
 
     # --- threshold: the stall is the confidence threshold ------------------------------------
     h_tau = ("Past the front, bridge images have top probability 0.45-0.72, under τ 0.95, so they add no "
@@ -84,7 +86,74 @@ def arms() -> dict[str, Arm]:
         "Alignment rescales every guess by p_labeled/p_model; on a bridge whose far end is confidently "
         "x*'s class it lowers that class where the model over-predicts it, tipping contested images to y*.",
         algo(d, dist_align=True))
+    # --- pair: the attacker picks y* and x' (redteam.bench.pairs) ------------------------------
+    h_runner = ("y* = the surrogate's runner-up class for x* and x' = the nearest labeled y* image put x* "
+                "close to the boundary the attack must move, so the front has less far to go than from a "
+                "random pair.")
+    h_near = ("Where the clean boundary on x'→x* already lies at α 0.7-0.9 (surrogate), a front that "
+              "stops ~0.05 past it still falls short; the attack succeeds only if it can push the last "
+              "0.1-0.3 of the line, so success here tells whether any push past the boundary exists.")
+    add("d-nearest", "pair", "x' = the labeled y* image nearest x* (random x*, y*): a shorter, more direct "
+        "bridge moves the clean boundary towards x*.", replace(d, source_choice="nearest"))
+    add("d-runnerup", "pair", h_runner, d, "runner-up")
+    add("d-nearbound", "pair", h_near, d, "near-boundary")
+    # --- soft labels and other threshold schemes ----------------------------------------------
+    add("d-soft", "soft pseudo-labels",
+        "Hard labels snap each contested image past the front to its argmax, x*'s class; soft, "
+        "sharpened (T 0.5), unthresholded targets keep the y* mass it has, so y* can creep along the "
+        "bridge instead of stopping where the argmax flips.",
+        algo(d, pseudo_label="soft", soft_temperature=0.5, threshold=0.0))
+    add("d-flexmatch", "threshold scheme",
+        "FlexMatch's class-wise thresholds start near 0 (warm-up) and stay low for classes with few "
+        "confident predictions, so contested bridge images are trained early, before the x* end hardens.",
+        algo(d, threshold_mode="flexmatch"))
+    # --- the algorithm: sharpening instead of a threshold -------------------------------------
+    add("d-uda", "algorithm", "UDA's soft sharpened targets (T 0.4, mask 0.8) move contested images "
+        "gradually rather than by argmax, as soft labels should.", replace(d, algos=("uda",)))
+    add("d-mixmatch", "algorithm", "MixMatch has no threshold: every bridge image trains towards its "
+        "sharpened guess, and MixUp itself blends images, so the bridge is not the only interpolation "
+        "the model sees (λu ramped over 1 000 steps: a 1/16 ramp collapses a short run).",
+        algo(replace(d, algos=("mixmatch",)), rampup_steps=1000))
+    # --- density and number of bridge images near the front ------------------------------------
+    add("d-density", "density/number",
+        "More bridge images where the front stalls (uniform and x-weighted densities put 1.5-3x more "
+        "images past α 0.5 than 1.5-x; 2% vs 5% halves the number) would move the front if it were "
+        "short of images there.", replace(d, densities=("1.5-x", "1", "x"), ratios=(0.02, 0.05)))
+    # --- Fashion-MNIST: training length and the pair lever there ------------------------------
+    add("f-base", "training length", "Baseline on Fashion-MNIST (3 000 steps) for the f- arms.", f)
+    add("f-long", "training length", "On Fashion-MNIST the front was still moving at 3 000 steps: three "
+        "times longer (9 000 steps, ~400 passes) lets it reach x*.", replace(f, train=replace(f.train, steps=9000)))
+    add("f-runnerup", "pair", h_runner, f, "runner-up")
+    add("f-nearbound", "pair", h_near, f, "near-boundary")
     return {a.name: a for a in out}
+
+
+def with_pairs(arm: Arm, out: Path) -> Arm:
+    """The arm with its pairs chosen (module redteam.bench.pairs), computing and caching the
+    surrogates' candidates per base and trial under OUT/pairs/ on first use."""
+    if arm.pair_rule is None:
+        return arm
+    from audit.data.load import load_dataset
+    from redteam.bench.pairs import Candidate, choose, surrogate_candidates, to_pair
+
+    folder = out / "pairs"
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = arm.config
+    splits = None
+    chosen = []
+    for t in range(cfg.trials):
+        path = folder / f"{arm.base}-{cfg.seed + t}.json"
+        if not path.exists():
+            splits = splits or load_dataset(cfg.dataset, cfg.root)
+            t0 = time.perf_counter()
+            cands = surrogate_candidates(cfg, t, splits)
+            path.write_text(json.dumps([c.to_json() for c in cands]))
+            print(f"[{time.strftime('%H:%M:%S')}] surrogate {path.name}: {len(cands)} candidates in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+        cands = [Candidate(**c) for c in json.loads(path.read_text())]
+        chosen.append(choose(cands, arm.pair_rule, cfg.seed + t))
+    (folder / f"{arm.name}.chosen.json").write_text(json.dumps([c.to_json() for c in chosen], indent=1))
+    return replace(arm, config=replace(cfg, pairs=tuple(to_pair(c) for c in chosen)))
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -101,7 +170,7 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         sys.exit(f"unknown arm(s) {', '.join(unknown)}; see `list`")
     for name in args.arms:
-        arm = table[name]
+        arm = with_pairs(table[name], args.out)
         t0 = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name}: start", flush=True)
 
@@ -126,19 +195,30 @@ def _load(out: Path, name: str):
     return read_results(path)[1] if path.exists() else None
 
 
-def _mean(values) -> str:
+def _mean(values, fmt: str = ".2f") -> str:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return "n/a"
-    return f"{statistics.fmean(vals):.2f}" + (f" [{min(vals):.2f}–{max(vals):.2f}]" if len(vals) > 1 else "")
+    return f"{statistics.fmean(vals):{fmt}}" + (f" [{min(vals):{fmt}}–{max(vals):{fmt}}]" if len(vals) > 1 else "")
 
 
-def summary_row(arm: Arm, results) -> list[str]:
-    from redteam.bench.metrics import wilson
-
+def summary_rows(arm: Arm, results) -> list[list[str]]:
+    """One row per poisoned cell (algorithm × ratio × density) of the arm, beside its controls."""
     ok = [r for r in results if r.ok]
-    pois = [r for r in ok if r.n_poison]
-    ctrl = [r for r in ok if not r.n_poison]
+    cells: dict[tuple, list] = {}
+    for r in ok:
+        if r.n_poison:
+            cells.setdefault((r.spec["algo"], r.spec["ratio"], r.spec["density"]), []).append(r)
+    rows = []
+    for (algo, ratio, density), pois in cells.items():
+        ctrl = [r for r in ok if not r.n_poison and r.spec["algo"] == algo]
+        name = arm.name if len(cells) == 1 else f"{arm.name} ({100 * ratio:g}% {density})"
+        rows.append(summary_row(name, pois, ctrl))
+    return rows
+
+
+def summary_row(name: str, pois, ctrl) -> list[str]:
+    from redteam.bench.metrics import wilson
 
     def rate(rs):
         k, n = sum(bool(r.success) for r in rs), len(rs)
@@ -149,9 +229,10 @@ def summary_row(arm: Arm, results) -> list[str]:
     final = [p.final_front for p in props]
     boundary = [None if not p.clean_boundary else p.clean_boundary[-1] for p in props]
     past = [None if f is None or b is None else f - b for f, b in zip(final, boundary)]
-    return [arm.name, rate(pois), rate(ctrl), _mean(final), _mean([p.max_front for p in props]), _mean(boundary),
-            _mean(past), _mean([p.settled_at() for p in props]), _mean([p.target_prob[-1] for p in props]),
-            _mean([100 * r.test_acc for r in pois if r.test_acc is not None])]
+    return [name, rate(pois), rate(ctrl), _mean(final), _mean([p.max_front for p in props]), _mean(boundary),
+            _mean(past, "+.2f"), _mean([p.settled_at() for p in props], ".0f"),
+            _mean([p.target_prob[-1] for p in props], ".2g"),
+            _mean([100 * r.test_acc for r in pois if r.test_acc is not None], ".1f")]
 
 
 HEADER = ["arm", "attack success", "clean control", "final front", "max front", "clean boundary",
@@ -165,8 +246,8 @@ def table(args: argparse.Namespace) -> None:
     print("|" + "---|" * len(HEADER))
     for name in names:
         results = _load(args.out, name)
-        if results is not None:
-            print("| " + " | ".join(summary_row(known[name], results)) + " |")
+        for row in summary_rows(known[name], results or []):
+            print("| " + " | ".join(row) + " |")
 
 
 def fronts_cmd(args: argparse.Namespace) -> None:

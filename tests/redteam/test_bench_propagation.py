@@ -133,3 +133,24 @@ def test_keep_predictions_keeps_what_the_front_was_read_from(tmp_path, digits_sp
     plain = run_bench(cfg, tmp_path / "plain", splits=digits_splits, report=False)
     assert plain.computed == 2 and not (tmp_path / "plain" / "predictions").exists()
     assert [r.propagation for r in plain.results] == [r.propagation for r in out.results]
+
+
+def test_surrogate_pairs_pick_the_runner_up_and_the_nearest_source(digits_splits):
+    from redteam.bench.pairs import Candidate, choose, surrogate_candidates, to_pair
+
+    train = TrainSetup(model="cnn", model_options={"widths": [8, 16]}, steps=30, batch_size=16, mu=2, flip=False,
+                       device="cpu")
+    cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=train)
+    cands = surrogate_candidates(cfg, 0, digits_splits, max_candidates=5, min_confidence=0.0)
+    ds = poisoned_pool(digits_splits, expand(cfg)[0])
+    assert 0 < len(cands) <= 5
+    for c in cands:
+        assert c.target_label != c.true_label == ds.test.labels[c.target]
+        assert ds.labeled.labels[c.source] == c.target_label
+        assert c.boundary is None or 0.0 <= c.boundary <= 1.0
+    made = [Candidate(i, 0, 1, 0, 0.99, b) for i, b in enumerate([None, 0.2, 0.75, 0.95])]
+    assert choose(made, "near-boundary", 0).target == 2  # the only one in [0.7, 0.9]
+    assert choose(made[:2], "near-boundary", 0).target == 1  # none in the band: the closest
+    assert to_pair(made[2]) == Pair(target=2, target_label=1, source=0)
+    with pytest.raises(InvalidParameterError, match="'rule' parameter of choose"):
+        choose(made, "easiest", 0)
