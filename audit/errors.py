@@ -12,7 +12,10 @@ catch ``AuditError`` in one place, print one line to stderr and exit with ``exit
     │   ├── UnsafePickleError       a pickle that asks for anything but plain arrays
     │   └── ShapeMismatchError      image sets whose shapes/channels/ids do not agree
     ├── CheckpointError             a checkpoint or stored index that is missing or corrupt
-    └── PredictionsError            a recorded-predictions file that cannot be scored
+    ├── PredictionsError            a recorded-predictions file that cannot be scored
+    ├── OutputError                 an output path that must not or cannot be written (also an OSError)
+    └── RunInterrupted              exit 130: Ctrl-C / SIGTERM, after saving what resumes the run
+                                    (also a KeyboardInterrupt)
 
 Exit codes (documented in docs/cli.md): 0 success / gate passed, 1 gate failed (findings at or
 above ``--fail-on``), 2 usage or runtime error, 130 interrupted.
@@ -72,6 +75,19 @@ class CheckpointError(AuditError):
 
 class PredictionsError(AuditError):
     """Recorded predictions that cannot be scored honestly (NaNs, wrong shape, too few records)."""
+
+
+class OutputError(AuditError, OSError):
+    """An output that would land on an audited input or replace something that is not a regular
+    file, or a write that failed (disk full, read-only folder). The message names the target the
+    user gave, never a temporary file; still an ``OSError`` for callers that catch those."""
+
+
+class RunInterrupted(AuditError, KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped a run at a clean point, after saving what resumes it (the message
+    says where). Still a ``KeyboardInterrupt`` for callers that catch those."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 def invalid_parameter(name: str, owner: str, allowed: str, got: object) -> InvalidParameterError:

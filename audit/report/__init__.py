@@ -6,18 +6,26 @@
     render_console  rich terminal summary (console.py)
     gate, github_annotations   CI exit code and GitHub Actions annotations (ci.py)
 
-Writers write files atomically or return strings; none prints or exits.
+    printable       data text made safe for every human-facing output (text.py)
+
+Writers write files atomically or return strings; none prints or exits. Names are imported on
+first use, so ``audit.report.text`` (which every CLI message uses) costs no rich or Pillow import.
 """
 
 from __future__ import annotations
 
-from audit.report.ci import FAIL_ON_CHOICES, gate, gate_failed, github_annotations
-from audit.report.console import render_console
-from audit.report.csv import write_csv
-from audit.report.html import render_html, write_html
-from audit.report.json import json_document, write_json
+import importlib
+from typing import Any
 
-__all__ = [
-    "FAIL_ON_CHOICES", "gate", "gate_failed", "github_annotations", "render_console",
-    "write_csv", "render_html", "write_html", "json_document", "write_json",
-]
+_WHERE = {
+    "FAIL_ON_CHOICES": "ci", "gate": "ci", "gate_failed": "ci", "github_annotations": "ci",
+    "render_console": "console", "write_csv": "csv", "render_html": "html", "write_html": "html",
+    "json_document": "json", "write_json": "json", "printable": "text",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'audit.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"audit.report.{_WHERE[name]}"), name)

@@ -7,7 +7,10 @@ nothing readable is an error, exit 2, raised by the reader).
 Annotations use GitHub's workflow-command format, ``::error file=F,title=T::message``, with
 GitHub's escaping: in the message ``%``, ``\\r``, ``\\n`` become ``%25``, ``%0D``, ``%0A``; in
 property values additionally ``:`` -> ``%3A`` and ``,`` -> ``%2C``. Scraped file names are hostile
-input, so every piece of text from the data goes through these escapes.
+input: every piece of text from the data is first made printable (``audit.report.text``: control
+characters, ANSI sequences and bidi overrides become visible escapes such as ``\\x1b``, which GitHub's
+log would otherwise render), then goes through these escapes. What the reader skipped on purpose
+(hidden entries, directory symlinks) is counted in one notice, with a few examples.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Collection
 
 from audit.errors import EXIT_GATE_FAILED, EXIT_OK, invalid_parameter
 from audit.findings import AuditResult, Finding, Severity
+from audit.report.text import printable
 
 FAIL_ON_CHOICES = ("never", "warning", "error")
 MAX_ANNOTATIONS = 50  # GitHub keeps at most 50 annotations per job; more only floods the log
+SKIPPED_EXAMPLES = 3
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
@@ -68,9 +73,9 @@ def escape_property(text: str) -> str:
 
 
 def _command(level: str, message: str, **props: str | None) -> str:
-    parts = ",".join(f"{k}={escape_property(v)}" for k, v in props.items() if v)
+    parts = ",".join(f"{k}={escape_property(printable(v))}" for k, v in props.items() if v)
     head = f"::{level} {parts}" if parts else f"::{level}"
-    return f"{head}::{escape_data(message)}"
+    return f"{head}::{escape_data(printable(message))}"
 
 
 def github_annotations(
@@ -103,6 +108,11 @@ def github_annotations(
     skipped = max(len(todo) - max_annotations, 0) + max(len(result.unreadable) - max(left, 0), 0)
     if skipped:
         lines.append(_command("notice", f"{skipped} more findings/unreadable files not annotated; see the JSON report."))
+    if result.skipped:  # one line whatever the count: hidden entries are many in some pools
+        shown = "; ".join(f"{u.path} ({u.reason})" for u in result.skipped[:SKIPPED_EXAMPLES])
+        more = f"; +{len(result.skipped) - SKIPPED_EXAMPLES} more" if len(result.skipped) > SKIPPED_EXAMPLES else ""
+        lines.append(_command("notice", f"{len(result.skipped)} entries skipped on purpose (not scanned): "
+                                        f"{shown}{more}. See the JSON report.", title="skipped entries"))
     return "".join(line + "\n" for line in lines)
 
 

@@ -1,6 +1,12 @@
-"""Terminal summary with rich: what was scanned, what could not be read, counts per kind and
-severity, the top findings, and the gate verdict. Takes a ``rich.console.Console`` (the CLI
-passes one bound to stderr so ``--format json`` keeps stdout machine-readable)."""
+"""Terminal summary with rich: what was scanned, what could not be read, what the reader skipped
+on purpose and noted, counts per kind and severity, the top findings, and the gate verdict.
+Takes a ``rich.console.Console`` (the CLI passes one bound to stderr so ``--format json`` keeps
+stdout machine-readable).
+
+Text from the data goes through ``rich.text.Text`` (never markup) after
+:func:`audit.report.text.printable` (control and bidi characters shown as escapes), so a file
+named ``[red]x[/red]`` or ``\\x1b[2J...`` prints as itself and cannot clear the screen or forge a
+line."""
 
 from __future__ import annotations
 
@@ -10,27 +16,35 @@ from rich.text import Text
 
 from audit.findings import AuditResult, Severity
 from audit.report.ci import gate_failed, ranked
+from audit.report.text import printable
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 SHOW_UNREADABLE = 3
+SHOW_SKIPPED = 3
+SHOW_NOTES = 5
 SHOW_MEMBERS = 3
+MAX_INPUT_CHARS = 160  # per entry of the input summary: the JSON report has it whole
 
 
 def render_console(result: AuditResult, console: Console, *, top: int = 10, fail_on: str | None = None) -> None:
     """Print the summary. ``fail_on`` adds the gate verdict line; ``top`` caps the table rows.
 
-    Text from the data goes through ``rich.text.Text`` (never markup), so a file named
-    ``[red]x[/red]`` prints as itself."""
+    Text from the data is shown escaped (module doc)."""
     line = Text()
     line.append(f"audit {result.tool}: ", style="bold")
-    line.append(str(result.root))
-    line.append(f"  {result.n_images} images scanned, {len(result.unreadable)} unreadable, "
+    line.append(printable(result.root))
+    skipped = f"{len(result.skipped)} skipped, " if result.skipped else ""
+    line.append(f"  {result.n_images} images scanned, {len(result.unreadable)} unreadable, {skipped}"
                 f"{len(result.findings)} findings, {len(result.flagged())} images flagged (warning+)")
     console.print(line)
-    for u in result.unreadable[:SHOW_UNREADABLE]:
-        console.print(Text(f"  unreadable: {u.path}: {u.reason}", style="yellow"))
-    if len(result.unreadable) > SHOW_UNREADABLE:
-        console.print(Text(f"  ... and {len(result.unreadable) - SHOW_UNREADABLE} more unreadable files", style="yellow"))
+    _entries(console, result.unreadable, "unreadable", "unreadable files", SHOW_UNREADABLE, "yellow")
+    _entries(console, result.skipped, "skipped", "skipped entries (all in the JSON report)", SHOW_SKIPPED, "dim")
+    for note in result.notes[:SHOW_NOTES]:
+        console.print(Text(f"  note: {printable(note)}", style="dim"))
+    if len(result.notes) > SHOW_NOTES:
+        console.print(Text(f"  ... and {len(result.notes) - SHOW_NOTES} more notes", style="dim"))
+    if result.inputs:
+        console.print(Text(f"  input: {input_summary(result.inputs)}", style="dim"))
 
     counts = result.to_json()["counts"]
     if counts:
@@ -40,7 +54,7 @@ def render_console(result: AuditResult, console: Console, *, top: int = 10, fail
         for s in sevs:
             table.add_column(s, justify="right", style=_STYLE[s])
         for kind, row in counts.items():
-            table.add_row(Text(kind), *(str(row.get(s, 0)) for s in sevs))
+            table.add_row(Text(printable(kind)), *(str(row.get(s, 0)) for s in sevs))
         console.print(table)
 
         best = ranked(result.findings)[:top]
@@ -50,13 +64,13 @@ def render_console(result: AuditResult, console: Console, *, top: int = 10, fail
                         ("summary", {"overflow": "fold"}), ("members", {"overflow": "fold"})):
             table.add_column(col, **kw)
         for i, f in enumerate(best, 1):
-            shown = ", ".join(m.id for m in f.members[:SHOW_MEMBERS])
+            shown = ", ".join(printable(m.id) for m in f.members[:SHOW_MEMBERS])
             if len(f.members) > SHOW_MEMBERS:
                 shown += f" (+{len(f.members) - SHOW_MEMBERS})"
             score = float(f.score)
-            table.add_row(str(i), Text(f.kind), Text(f.severity.value, style=_STYLE[f.severity.value]),
+            table.add_row(str(i), Text(printable(f.kind)), Text(f.severity.value, style=_STYLE[f.severity.value]),
                           str(len(f.members)), "n/a" if score != score else f"{score:.3g}",
-                          Text(f.summary), Text(shown))
+                          Text(printable(f.summary)), Text(shown))
         console.print(table)
     else:
         console.print("No findings.")
@@ -66,3 +80,27 @@ def render_console(result: AuditResult, console: Console, *, top: int = 10, fail
             console.print(Text(f"GATE FAILED: findings at or above '{fail_on}' (exit 1)", style="bold red"))
         else:
             console.print(Text(f"gate passed (fail on: {fail_on})", style="bold green"))
+
+
+def _entries(console: Console, entries, word: str, plural: str, show: int, style: str) -> None:
+    """A few ``path: reason`` lines of unreadable or skipped entries, then how many more."""
+    for u in entries[:show]:
+        console.print(Text(f"  {word}: {printable(u.path)}: {printable(u.reason)}", style=style))
+    if len(entries) > show:
+        console.print(Text(f"  ... and {len(entries) - show} more {plural}", style=style))
+
+
+def input_summary(inputs: dict) -> str:
+    """The reader's summary on one line, ``key: value; ...``; nested dicts as ``k v, k v``,
+    each entry cut at MAX_INPUT_CHARS, data escaped."""
+    parts = []
+    for key, value in inputs.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value))
+        text = f"{key}: {value}"
+        if len(text) > MAX_INPUT_CHARS:
+            text = text[:MAX_INPUT_CHARS] + "…"
+        parts.append(printable(text))
+    return "; ".join(parts)

@@ -6,10 +6,16 @@ that kind, whatever its severity: a near-duplicate group at ``info`` still marks
 ``<kind>_score`` (the detector's per-image score, higher = more suspicious; empty where NaN or
 where the detector has no per-image score).
 
+Ids are shown as in every human-facing report (``audit.report.text.printable``): control and bidi
+characters, and the undecodable bytes of non-UTF-8 names, as visible escapes (``\\x0d``,
+``\\u202e``, ``\\udcff``), so a carriage return in a name can never start a row a spreadsheet would
+read. The exact ids are in the JSON report.
+
 Formula injection: spreadsheet programs execute cells that start with ``=``, ``+``, ``-``, ``@``
-(and tab / carriage return). Scraped file names are attacker-controlled, so an id starting with
-one of those is written with a leading ``'`` (OWASP's recommendation); strip one leading ``'``
-to recover the raw id. Numeric columns are ours and are never altered.
+(and tab / carriage return), some after leading spaces or at the start of a line inside the
+cell. Scraped file names are attacker-controlled, so such an id is written with a leading ``'``
+(OWASP's recommendation); strip one leading ``'`` to recover the shown id. Numeric columns are
+ours and are never altered.
 """
 
 from __future__ import annotations
@@ -17,17 +23,22 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
-from audit.findings import AuditResult
 from audit.atomic import write_atomic
+from audit.findings import AuditResult
+from audit.report.text import printable
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# = + - @ at the start, after leading whitespace, or at the start of a line inside the cell; or a
+# cell that starts with a tab / line break
+_FORMULA = re.compile(r"(?:^|[\r\n])\s*[=+\-@]|^[\t\r\n]")
 
 
 def safe_cell(text: str) -> str:
-    """Neutralise a spreadsheet formula: prefix ``'`` when ``text`` starts with = + - @ tab CR."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """Neutralise a spreadsheet formula: prefix ``'`` when a line of ``text`` starts (after
+    whitespace) with = + - @, or ``text`` starts with tab / CR / LF."""
+    return "'" + text if _FORMULA.search(text) else text
 
 
 def csv_kinds(result: AuditResult) -> list[str]:
@@ -47,7 +58,7 @@ def dumps(result: AuditResult) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id"] + [c for k in kinds for c in (f"is_{k}_issue", f"{k}_score")])
     for row, image_id in enumerate(result.ids):
-        cells = [safe_cell(image_id)]
+        cells = [safe_cell(printable(image_id))]
         for k in kinds:
             cells.append("True" if image_id in members[k] else "False")
             cells.append(_score(result, k, row))

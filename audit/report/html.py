@@ -3,14 +3,17 @@ subset of the examples to have reviewed by a human").
 
 Self-contained: thumbnails and figures are base64 PNG data URIs, CSS is inline, there is no
 script and no external URL, so the file can be attached to a CI run and opened offline. Every
-piece of text that comes from the data (file names, summaries, evidence, reasons) goes through
-``html.escape``: scraped file names are attacker-controlled.
+piece of text that comes from the data (file names, summaries, evidence, reasons) is made
+printable (``audit.report.text``: control and bidi characters, and the bytes of non-UTF-8 names,
+as visible escapes such as ``\\u202e`` and ``\\udcff``) and then goes through ``html.escape``:
+scraped file names are attacker-controlled.
 
-Layout: header with counts and the gate verdict; optional figures (the ``extra_figures`` hook,
-e.g. the dynamics report's histogram and heatmaps); findings at warning and above, most severe
+Layout: header with counts, the gate verdict, the reader's notes and input summary; optional
+figures (the ``extra_figures`` hook, e.g. the dynamics report's histogram and heatmaps); findings at warning and above, most severe
 first, each a strip of thumbnails in member order (chain order for bridges) with α and endpoint
 badges under each image, then summary and evidence; info findings (near-duplicate groups)
-collapsed in ``<details>`` lower down; unreadable files last.
+collapsed in ``<details>`` lower down; unreadable files, then entries skipped on purpose (hidden
+names, directory symlinks), last.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from audit.data.imageset import ImageSet
 from audit.findings import AuditResult, Finding, Severity
 from audit.atomic import write_atomic
 from audit.report.ci import gate_failed, ranked
+from audit.report.text import printable
 from audit.report.thumbs import data_uri, thumbnail_png
 
 MAX_FINDINGS = 50  # per section; the JSON/CSV keep everything, the page stays a few MB at most
@@ -100,10 +104,8 @@ def render_html(
         for rank, f in enumerate(minor[:max_findings], 1):
             out.append(page.finding(rank, f, figs.get(position[id(f)], {})))
         out.append(_more(len(minor) - max_findings, "findings") + "</details>")
-    if result.unreadable:
-        out.append(f"<h2>Unreadable files ({len(result.unreadable)})</h2><details><summary>Show</summary><ul>")
-        out.extend(f"<li><code>{_e(u.path)}</code>: {_e(u.reason)}</li>" for u in result.unreadable[:MAX_UNREADABLE])
-        out.append("</ul>" + _more(len(result.unreadable) - MAX_UNREADABLE, "files") + "</details>")
+    out.append(_entries("Unreadable files", result.unreadable, "files"))
+    out.append(_entries("Skipped on purpose (not scanned)", result.skipped, "entries"))
     out.append("<footer><p class=\"more\">The JSON and CSV reports list every finding and image.</p></footer>")
     out.append("</body></html>\n")
     return "\n".join(out)
@@ -155,9 +157,7 @@ class _Page:
         if evidence:
             parts.append("<dl class=\"evidence\">")
             for k, v in evidence.items():
-                text = v if isinstance(v, str) else json.dumps(v)
-                if len(text) > MAX_EVIDENCE_CHARS:
-                    text = text[:MAX_EVIDENCE_CHARS] + "…"
+                text = _short(v if isinstance(v, str) else json.dumps(v))
                 parts.append(f"<dt>{_e(k)}</dt><dd>{_e(text)}</dd>")
             parts.append("</dl>")
         parts.extend(_figure(c, png) for c, png in figures.items())
@@ -181,12 +181,18 @@ def _header(result: AuditResult, title: str, fail_on: str | None) -> str:
     flagged = len(result.flagged())
     meta = [
         ("scanned", _e(result.root)), ("images", str(result.n_images)),
-        ("unreadable", str(len(result.unreadable))), ("findings", str(len(result.findings))),
-        ("flagged images (warning+)", str(flagged)),
+        ("unreadable", str(len(result.unreadable))), ("skipped", str(len(result.skipped))),
+        ("findings", str(len(result.findings))), ("flagged images (warning+)", str(flagged)),
     ]
     out = [f"<header><h1>{_e(title)}</h1><p class=\"meta\">"]
     out.extend(f"<span><b>{k}</b>: {v}</span>" for k, v in meta)
     out.append("</p>")
+    if result.notes:
+        out.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul>")
+    if result.inputs:
+        out.append("<dl class=\"evidence\">" + "".join(
+            f"<dt>{_e(k)}</dt><dd>{_e(_short(v if isinstance(v, str) else json.dumps(v, default=str)))}</dd>"
+            for k, v in result.inputs.items()) + "</dl>")
     if fail_on is not None:
         failed = gate_failed(result, fail_on)
         word, cls = ("GATE FAILED", "fail") if failed else ("GATE PASSED", "pass")
@@ -200,6 +206,19 @@ def _header(result: AuditResult, title: str, fail_on: str | None) -> str:
         out.append("</table>")
     out.append("</header>")
     return "\n".join(out)
+
+
+def _entries(heading: str, entries, what: str) -> str:
+    """A collapsed list of ``path: reason`` (unreadable or skipped entries); empty when none."""
+    if not entries:
+        return ""
+    items = "".join(f"<li><code>{_e(u.path)}</code>: {_e(u.reason)}</li>" for u in entries[:MAX_UNREADABLE])
+    return (f"<h2>{heading} ({len(entries)})</h2><details><summary>Show</summary><ul>{items}</ul>"
+            + _more(len(entries) - MAX_UNREADABLE, what) + "</details>")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_EVIDENCE_CHARS else text[:MAX_EVIDENCE_CHARS] + "…"
 
 
 def _figure(caption: str, png: bytes) -> str:
@@ -217,4 +236,4 @@ def _num(x: float) -> str:
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(printable(text), quote=True)

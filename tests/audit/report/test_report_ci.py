@@ -41,7 +41,8 @@ def test_github_annotations_levels_order_and_escaping(case, result):
     assert lines[0].startswith("::error file=incoming/a/0.png,title=bridge (error%2C 5 images%2C score 0.97)::5 images")
     assert lines[1].startswith("::warning file=incoming/")
     assert lines[2].startswith("::notice ")
-    assert lines[3] == "::warning file=incoming/broken%2C file.png,title=unreadable image::unreadable image: truncated%0Afile"
+    # a newline from the data is a visible escape, not %0A (which GitHub would render as a line break)
+    assert lines[3] == "::warning file=incoming/broken%2C file.png,title=unreadable image::unreadable image: truncated\\x0afile"
     assert len(lines) == 4 and case.SCRIPT in lines[1]  # no newline injection: one line per annotation
 
 

@@ -30,7 +30,8 @@ def test_html_escapes_hostile_names(result, images):
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;.png" in page
     assert "<img src=x" not in page and "onerror=alert(1)>" not in page
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page  # evidence is data too
-    assert "truncated\nfile" in page and "broken, file.png" in page  # unreadable list
+    # unreadable list; a newline from the data is shown as an escape, never written raw
+    assert "truncated\\x0afile" in page and "truncated\nfile" not in page and "broken, file.png" in page
 
 
 def test_html_shows_alpha_badges_in_chain_order(result, images):
