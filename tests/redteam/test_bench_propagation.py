@@ -154,3 +154,28 @@ def test_surrogate_pairs_pick_the_runner_up_and_the_nearest_source(digits_splits
     assert to_pair(made[2]) == Pair(target=2, target_label=1, source=0)
     with pytest.raises(InvalidParameterError, match="'rule' parameter of choose"):
         choose(made, "easiest", 0)
+
+
+def test_gpu_preset_runs_at_a_tiny_size_on_cpu(tmp_path):
+    """The preset is sized for an H200 (docs/bench.md); here its pipeline runs for 6 steps on the
+    200-image Fashion-MNIST fixture (the device has no internet: the data travels with the job)."""
+    from pathlib import Path
+
+    from audit.data.imageset import ImageSet, Splits
+    from redteam.bench import PRESETS
+
+    z = np.load(Path(__file__).resolve().parents[2] / "fixtures" / "fashion-mnist-200.npz")
+    names = tuple(f"c{k}" for k in range(10))
+    is_test = np.arange(200) % 5 == 0  # 4 test images per class (the fixture is sorted by class)
+    train = ImageSet(images=z["images"][~is_test], ids=[f"train/{i}" for i in range(160)],
+                     labels=z["labels"][~is_test], class_names=names)
+    test = ImageSet(images=z["images"][is_test], ids=[f"test/{i}" for i in range(40)], labels=z["labels"][is_test],
+                    class_names=names)
+    cfg = PRESETS.get("gpu")()
+    assert (cfg.dataset, cfg.pool, cfg.labels_per_class, cfg.train.steps, cfg.trials) == ("fashion-mnist", 5000, 25,
+                                                                                          20000, 1)
+    tiny = replace(cfg, labels_per_class=2, pool=100, dynamics_scores=("chain",),
+                   train=replace(cfg.train, steps=6, batch_size=8, mu=2, observe_every=2, device="cpu"))
+    out = run_bench(tiny, tmp_path, splits=Splits(train=train, test=test, name="fashion-mnist-200"), report=False)
+    assert [r.status for r in out.results] == ["ok", "ok"]
+    assert out.results[1].n_poison == 2 and len(out.results[1].propagation.steps) == 3
