@@ -9,6 +9,7 @@ their fronts compare row by row.
     nice -n 19 python benchmarks/bench_attack_levers.py run d-tau95 d-tau60 ... [--out /work/data/bench18]
     python benchmarks/bench_attack_levers.py table [ARM ...]     # markdown: one row per arm
     python benchmarks/bench_attack_levers.py fronts ARM          # front vs steps of every trial
+    python benchmarks/bench_attack_levers.py strips [ARM ...] --png F   # one panel of fronts per arm
 
 Bases (sized for the shared 2-core machine, 1 thread):
 
@@ -263,6 +264,58 @@ def fronts_cmd(args: argparse.Namespace) -> None:
                   f"{p.clean_boundary[-1] if p.clean_boundary else None}): " + " ".join(cells))
 
 
+def trials_cmd(args: argparse.Namespace) -> None:
+    """Every poisoned trial of the arms, sorted by its clean boundary: does success follow it?"""
+    rows = []
+    for name in args.arms or list(arms()):
+        for r in _load(args.out, name) or []:
+            p = r.propagation
+            if r.ok and r.n_poison and p is not None:
+                b = p.clean_boundary[-1] if p.clean_boundary else None
+                rows.append((-1.0 if b is None else b, name, r, p))
+    print("| clean boundary | final front | max front | success | P(y*\\|x*) | arm | trial | x* → y* |")
+    print("|---|---|---|---|---|---|---|---|")
+    for b, name, r, p in sorted(rows, key=lambda t: t[0]):
+        f = lambda v: "–" if v is None or v < 0 else f"{v:.2f}"  # noqa: E731
+        t = r.target
+        print(f"| {f(b)} | {f(p.final_front)} | {f(p.max_front)} | {'yes' if r.success else 'no'} | "
+              f"{r.target_prob:.2g} | {name} | {r.spec['trial']} | {t['true_label']} → {t['target_label']} |")
+
+
+def strips(args: argparse.Namespace) -> None:
+    """One panel per arm: every poisoned trial's front over the steps (solid) and its control's
+    clean boundary (dashed, same colour): the paper's Figure 5 as strips, lever by lever."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    names = [n for n in (args.arms or list(arms())) if _load(args.out, n)]
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(3.3 * cols, 2.3 * rows), dpi=100, layout="constrained")
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        results = [r for r in _load(args.out, name) if r.ok and r.n_poison and r.propagation is not None]
+        for j, r in enumerate(results):
+            p = r.propagation
+            colour = f"C{j % 10}"
+            nan = lambda vs: np.array([np.nan if v is None else v for v in vs or ()], dtype=float)  # noqa: E731
+            ax.plot(p.steps, nan(p.front), color=colour, lw=1.2 if not r.success else 2.5)
+            if p.clean_boundary:
+                ax.plot(p.steps, nan(p.clean_boundary), "--", color=colour, lw=0.8)
+        k = sum(bool(r.success) for r in results)
+        ax.set_title(f"{name}: {k}/{len(results)} succeeded", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=6)
+        if i % cols == 0:
+            ax.set_ylabel("α of the front (from x')", fontsize=7)
+        if i >= (rows - 1) * cols:
+            ax.set_xlabel("step", fontsize=7)
+    fig.suptitle("y*'s front along x'→x* (solid; thick = succeeded) and the clean control's boundary (dashed)",
+                 fontsize=8)
+    fig.savefig(args.png)
+    print(f"wrote {args.png}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -271,7 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("arms", nargs="+")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--no-keep", action="store_true", help="delete the recordings (default: keep them)")
-    for p in (r, sub.add_parser("table"), sub.add_parser("fronts")):
+    st = sub.add_parser("strips")
+    st.add_argument("--png", type=Path, default=OUT / "levers.png")
+    for p in (r, sub.add_parser("table"), sub.add_parser("fronts"), sub.add_parser("trials"), st):
         p.add_argument("--out", type=Path, default=OUT)
         if p is not r:
             p.add_argument("arms", nargs="*")
@@ -283,6 +338,10 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     elif args.cmd == "table":
         table(args)
+    elif args.cmd == "strips":
+        strips(args)
+    elif args.cmd == "trials":
+        trials_cmd(args)
     else:
         fronts_cmd(args)
 
