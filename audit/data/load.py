@@ -14,11 +14,28 @@ from pathlib import Path
 from audit.data.builtin import BUILTINS
 from audit.data.imageset import ImageSet, Splits
 from audit.data.readers import READERS, supported_formats
-from audit.data.readers._common import DEFAULT_MAX_PIXELS, Progress, ReadOptions, check_options, conform
+from audit.data.readers._common import (
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, Progress, ReadOptions, check_options, conform, file_kind,
+    head, is_regular,
+)
 from audit.data.readers.folder import read_labeled_folder
 from audit.errors import DataError, EmptyDatasetError, UnsupportedFormatError, invalid_parameter
 
-_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _options(owner: str, size, channels, max_pixels, **more) -> ReadOptions:
+    """Validate at the boundary, naming the public function, then build the options."""
+    check_options(owner, size, channels, max_pixels)
+    ms, mb, wk = more.get("max_side"), more.get("max_bytes"), more.get("workers")
+    if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 1):
+        raise invalid_parameter("max_side", owner, "None or a positive int", ms)
+    if not isinstance(mb, int) or isinstance(mb, bool) or mb < 1:
+        raise invalid_parameter("max_bytes", owner, "a positive int (bytes)", mb)
+    if wk is not None and (not isinstance(wk, int) or isinstance(wk, bool) or wk < 0):
+        raise invalid_parameter("workers", owner, "None or an int >= 0", wk)
+    return ReadOptions(size=None if size is None else tuple(size), channels=channels, max_pixels=int(max_pixels),
+                       **more)
 
 
 def _existing(path: str | Path, owner: str) -> Path:
@@ -38,18 +55,26 @@ def load_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
     include_hidden: bool = False,
+    follow_symlinks: bool = False,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int | None = None,
 ) -> ImageSet:
     """One image set from a folder, ``.npz``/``.npy``, idx3 file, CIFAR batch, SVHN ``.mat`` or
     STL-10 ``*_X.bin``: uint8 N×H×W×C, C in (1, 3).
 
     ids: relative paths for folders, ``00042`` (zero-padded index) for array formats, or the
-    ``ids`` array of an npz. ``size`` (H, W) and ``channels`` force the shape (bilinear resize,
-    gray replicated / colour to luma); a note in ``ImageSet.notes`` records each change.
+    ``ids`` array of an npz. Working size (``audit.data.readers.resolution``): ``size`` (H, W)
+    if given, else the majority size with its longer side capped at ``max_side`` (None: no cap);
+    every resize is a linear map. ``channels`` forces gray replicated / colour to luma.
+    ``max_bytes`` is the decoded-memory budget of the whole read (checked from headers before
+    decoding); ``include_hidden`` / ``follow_symlinks`` read what a folder walk skips by default;
+    ``workers`` sets the decode processes (None: one per CPU; 0: in this process).
+    ``ImageSet.notes`` (words) and ``ImageSet.summary`` (JSON) say what was met and done.
     """
-    check_options("load_images", size, channels, max_pixels)
+    opts = _options("load_images", size, channels, max_pixels, progress=progress, include_hidden=include_hidden,
+                    follow_symlinks=follow_symlinks, max_side=max_side, max_bytes=max_bytes, workers=workers)
     p = _existing(path, "load_images")
-    opts = ReadOptions(size=None if size is None else tuple(size), channels=channels,
-                       max_pixels=int(max_pixels), progress=progress, include_hidden=include_hidden)
     for name in READERS:
         reader = READERS.get(name)
         if reader.sniff(p):
@@ -57,9 +82,14 @@ def load_images(
                 s = reader.read(p, opts)
             except EmptyDatasetError as exc:
                 raise EmptyDatasetError(str(exc) + _dataset_hint(p)) from None
-            if progress is not None and name != "folder":  # array formats load in one step
+            if name == "folder":
+                return conform(s, opts.size, opts.channels, max_bytes=opts.max_bytes)
+            if progress is not None:  # array formats load in one step
                 progress(len(s), len(s))
-            return conform(s, opts.size, opts.channels)
+            s = replace(s, summary={"format": name, "images": len(s), "native_sizes": [
+                {"size": f"{s.shape[0]}x{s.shape[1]}", "count": len(s)}], "working_size": f"{s.shape[0]}x{s.shape[1]}",
+                "channels": s.shape[2], **s.summary})
+            return conform(s, opts.size, opts.channels, max_side=opts.max_side, max_bytes=opts.max_bytes)
     raise UnsupportedFormatError(_unsupported(p))
 
 
@@ -70,16 +100,23 @@ def load_labeled_folder(
     channels: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
+    include_hidden: bool = False,
+    follow_symlinks: bool = False,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int | None = None,
 ) -> ImageSet:
     """Class subfolders of ``path`` -> labels (class_names sorted; label i is class_names[i]).
-    ids are ``class/file.png``; files directly in ``path`` are listed as unreadable."""
-    check_options("load_labeled_folder", size, channels, max_pixels)
+    ids are ``class/file.png``; files directly in ``path`` are listed as unreadable. Options as
+    :func:`load_images`; pass the pool's working size as ``size`` so that a labeled image and
+    the pool's images of the same native size go through the same linear map."""
+    opts = _options("load_labeled_folder", size, channels, max_pixels, progress=progress,
+                    include_hidden=include_hidden, follow_symlinks=follow_symlinks, max_side=max_side,
+                    max_bytes=max_bytes, workers=workers)
     p = _existing(path, "load_labeled_folder")
     if not p.is_dir():
         raise DataError(f"{p}: a labeled folder must be a directory of class subfolders")
-    opts = ReadOptions(size=None if size is None else tuple(size), channels=channels,
-                       max_pixels=int(max_pixels), progress=progress)
-    return conform(read_labeled_folder(p, opts), opts.size, opts.channels)
+    return conform(read_labeled_folder(p, opts), opts.size, opts.channels, max_bytes=opts.max_bytes)
 
 
 def load_dataset(spec: str | Path, root: str | Path | None = None) -> Splits:
@@ -122,11 +159,13 @@ def _dataset_hint(p: Path) -> str:
 
 
 def _unsupported(p: Path) -> str:
-    try:
-        with open(p, "rb") as fh:
-            start = fh.read(12)
-    except OSError:
-        start = b""
+    if not p.is_dir() and not is_regular(p):
+        try:
+            kind = file_kind(p.stat().st_mode)
+        except OSError as exc:
+            kind = f"unreadable ({exc.strerror})"
+        return f"{p} is {kind}, not a file or directory of images. Supported: {supported_formats()}"
+    start = head(p, 12)
     if start.startswith(_IMAGE_MAGIC) or (start[:4] == b"RIFF" and start[8:12] == b"WEBP"):
         return f"{p} is a single image; pass the folder that holds it. Supported: {supported_formats()}"
     return f"{p}: unknown format. Supported: {supported_formats()}"

@@ -1,306 +1,233 @@
-"""A folder of images, read recursively: PNG, JPEG, BMP, WebP, GIF (first frame).
+"""A folder of images, read recursively, each image decoded straight to the pool's working size.
 
-Policies (each one a choice; the reason is given because a reviewer will ask):
+The steps, each in its own module with its policies and their reasons:
 
-- **Format by content.** Every regular file is opened with PIL restricted to the five formats
-  above, whatever its extension: a text file named ``x.png`` is ``not an image``, a PNG named
-  ``x.jpg`` is read. Restricting PIL's plugins also keeps exotic decoders away from hostile files.
-- **Unreadable files are listed, never fatal**: ``empty file``, ``not an image``, ``truncated``,
-  ``too large``, ``unsupported mode …``, ``vanished during read``, ``not a regular file``,
-  ``broken symlink``, ``permission denied``, ``corrupt (…)``.
-- **Hidden entries** (names starting with '.') are skipped unless ``include_hidden``: they are
-  ``.DS_Store``, ``._*`` AppleDouble files, ``.git``, thumbnail caches; a note counts them.
-- **Symlinks.** File symlinks are read (a file cannot loop). Directory symlinks are *not*
-  followed (as ``find`` and ``os.walk`` do by default): that makes loops impossible and keeps the
-  scan inside the root; a note counts them. Pass the link's target as its own root to scan it.
-- **Decompression bombs.** The header is read first; an image with more than ``max_pixels``
-  pixels is refused as ``too large`` before any pixel is decoded (PIL's own bomb error too).
-- **Modes.** ``1``/``L`` and palettes whose colours are all gray are gray; ``RGB``, other
-  palettes, ``CMYK`` and ``YCbCr`` (PIL's conversion, no colour management) are colour.
-  16-bit and float modes (``I;16``, ``I``, ``F``) are refused as ``unsupported mode``: mapping them
-  to 8 bits needs a bit depth the file does not state.
-- **Alpha** (``RGBA``, ``LA``, ``PA``, palettes with transparency) is composited over **black**,
-  i.e. premultiplied: opaque pixels keep their value, transparent ones become 0, and the result is
-  linear in the colour, so blended bridge images stay on their line. A note counts these images.
-- **Channels.** 1 channel if every image is gray, else 3 (gray replicated); ``channels`` forces it.
-- **Size.** The most common (H, W) wins (ties: larger area); others are resized with PIL's
-  bilinear filter (linear, see ``_common``) and a note says how many; ``size`` forces it.
-- **Read-only.** Files are opened ``O_RDONLY | O_NONBLOCK`` (a FIFO can never hang the scan);
-  nothing in the folder is written.
+1. **Walk** (:mod:`~audit.data.readers.walk`): regular files, what is skipped on purpose
+   (hidden names, symlinks to directories or out of the root) and what cannot be read.
+2. **Working size** (:mod:`~audit.data.readers.resolution`): chosen from the headers of a seeded
+   sample of the files (the majority size, its longer side capped at ``max_side``), unless
+   ``size`` is given. Checked against the memory budget (``max_bytes``) *before* any pixel is
+   decoded: the pool will hold ``N × H × W × C`` bytes, whatever the files' resolution.
+3. **Decode** (:mod:`~audit.data.readers.decode`, in worker processes, see
+   :mod:`~audit.data.readers.parallel`): each file straight to a thumbnail at the working size
+   (JPEG DCT scaling, box/area or bilinear resize: linear maps), alpha over gray, modes to L or
+   RGB; every failure is an unreadable entry with a reason, never the end of the scan.
+4. **Assemble**: 1 channel if every image is gray, else 3 (gray replicated); ``channels`` forces
+   it. ``ImageSet.notes`` says in words, and ``ImageSet.summary`` in JSON, what was met (size and
+   mode mix) and done (resized, composited, first frames, ...), to how many images.
 
-ids are the POSIX paths relative to the root, sorted by code point, so they are stable.
+Nothing in the folder is written. ids are the POSIX paths relative to the root, sorted.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import stat
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from audit.data.imageset import ImageSet, Splits, Unreadable
-from audit.data.readers._common import ReadOptions, harmonise, majority_size, resize_one, rgb_to_gray
+from audit.data.readers import decode as D
+from audit.data.readers._common import ReadOptions, check_budget, harmonise, rgb_to_gray
+from audit.data.readers.parallel import decode_all, worker_count
+from audit.data.readers.resolution import choose_size, sample
+from audit.data.readers.walk import Tree, scan_tree
 from audit.errors import DataError, EmptyDatasetError
 
-FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")  # to tell "truncated" from "not an image" ("BM" is too short to trust)
-_CHUNK = 256  # files per pool task: amortises executor overhead over many tiny images
-# Threads pay off for larger JPEG/PNG (decoders and file I/O release the GIL); for 28×28 PNGs the
-# per-file Python overhead dominates and 1 or 4 threads measure the same (~3 s for 60k files).
-_WORKERS = max(2, min(8, (os.cpu_count() or 1) * 2))
-_ALPHA = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "PA": "RGBA"}
-_COLOUR = {"RGB", "CMYK", "YCbCr"}
+__all__ = ["Tree", "scan_tree", "decode_files", "read_folder", "read_labeled_folder", "read_split_folder",
+           "sniff_split_folder", "class_order"]
 
 
-@dataclass
-class Tree:
-    """What a walk found: relative file paths (sorted) and what it skipped or could not use."""
-
-    files: list[str] = field(default_factory=list)
-    unreadable: list[Unreadable] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def scan_tree(root: Path, include_hidden: bool = False) -> Tree:
-    """Every regular file under ``root`` (see the module policies on hidden names and symlinks)."""
-    tree, hidden, dir_links = Tree(), 0, []
-    stack = [("", str(root))]
-    while stack:
-        rel_dir, abs_dir = stack.pop()
-        try:
-            with os.scandir(abs_dir) as it:
-                entries = list(it)
-        except PermissionError:
-            tree.unreadable.append(Unreadable(rel_dir or ".", "permission denied (directory)"))
-            continue
-        except FileNotFoundError:
-            tree.unreadable.append(Unreadable(rel_dir or ".", "vanished during read (directory)"))
-            continue
-        for e in entries:
-            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if e.name.startswith(".") and not include_hidden:
-                hidden += 1
-                continue
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                tree.unreadable.append(Unreadable(rel, "file name is not valid UTF-8"))
-                continue
-            try:
-                if e.is_symlink():
-                    if e.is_dir(follow_symlinks=True):
-                        dir_links.append(rel)
-                    elif e.is_file(follow_symlinks=True):
-                        tree.files.append(rel)
-                    elif not os.path.exists(e.path):
-                        tree.unreadable.append(Unreadable(rel, "broken symlink"))
-                    else:
-                        tree.unreadable.append(Unreadable(rel, "not a regular file"))
-                elif e.is_dir(follow_symlinks=False):
-                    stack.append((rel, e.path))
-                elif e.is_file(follow_symlinks=False):
-                    tree.files.append(rel)
-                else:
-                    tree.unreadable.append(Unreadable(rel, "not a regular file"))
-            except OSError:
-                tree.unreadable.append(Unreadable(rel, "vanished during read"))
-    tree.files.sort()
-    tree.unreadable.sort(key=lambda u: u.path)
-    if hidden:
-        tree.notes.append(f"skipped {hidden} hidden entries (names starting with '.')")
-    if dir_links:
-        tree.notes.append(
-            f"did not follow {len(dir_links)} directory symlink(s), e.g. {sorted(dir_links)[0]}"
-        )
-    return tree
-
-
-def _read_bytes(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(path)  # any non-regular file; mapped to "not a regular file"
-        data = os.read(fd, st.st_size + 1)  # one call for the usual file; +1 sees growth
-        if len(data) <= st.st_size:
-            return data
-        parts = [data]
-        while chunk := os.read(fd, 1 << 20):  # it grew while we read: go on to EOF
-            parts.append(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def _to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
-    """uint8 H×W×1 (gray) or H×W×3, and whether alpha was composited. Raises ValueError with the
-    Unreadable reason for a mode we refuse."""
-    mode = im.mode
-    if mode == "P":  # a palette is gray when every colour it uses is: decided on the pixels
-        alpha = "transparency" in im.info
-        out = np.asarray(im.convert("RGBA" if alpha else "RGB"))
-        out = _composite(out) if alpha else out
-        return _gray_if_equal(out), alpha
-    if mode == "L":  # the hot path: tobytes/frombuffer is cheaper than the array interface
-        return np.frombuffer(im.tobytes(), np.uint8).reshape(im.size[1], im.size[0], 1), False
-    if mode == "1":
-        return np.asarray(im.convert("L"))[:, :, None], False
-    if mode in _ALPHA:
-        target = _ALPHA[mode]
-        return _composite(np.asarray(im if mode == target else im.convert(target))), True
-    if mode in _COLOUR:  # a file stored as RGB is colour by declaration, even if R=G=B
-        rgb = im if mode == "RGB" else im.convert("RGB")
-        return np.frombuffer(rgb.tobytes(), np.uint8).reshape(im.size[1], im.size[0], 3), False
-    raise ValueError(f"unsupported mode {mode}")
-
-
-def _composite(a: np.ndarray) -> np.ndarray:
-    """H×W×(C+1) with alpha last -> H×W×C over black: round(c·α/255)."""
-    a = a.astype(np.uint16)
-    return ((a[:, :, :-1] * a[:, :, -1:] + 127) // 255).astype(np.uint8)
-
-
-def _gray_if_equal(a: np.ndarray) -> np.ndarray:
-    if (a[:, :, 0] == a[:, :, 1]).all() and (a[:, :, 1] == a[:, :, 2]).all():
-        return np.ascontiguousarray(a[:, :, :1])
-    return a
-
-
-def _decode(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None, bool]:
-    """(image, None, alpha) or (None, reason, False). Never raises: every failure is a reason."""
-    try:
-        data = _read_bytes(path)
-    except FileNotFoundError:
-        return None, "vanished during read", False
-    except PermissionError:
-        return None, "permission denied", False
-    except (IsADirectoryError, NotADirectoryError):
-        return None, "not a regular file", False
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc})", False
-    if not data:
-        return None, "empty file", False
-    try:
-        im = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError:
-        return None, "too large (PIL decompression-bomb limit)", False
-    except UnidentifiedImageError:
-        if data.startswith(_MAGIC) and not (data.startswith(b"RIFF") and data[8:12] != b"WEBP"):
-            return None, "truncated (header incomplete or corrupt)", False
-        return None, "not an image", False
-    except Exception as exc:  # a plugin bug on hostile bytes must not end the scan
-        return None, _failure(exc), False
-    try:
-        w, h = im.size
-        if w * h > max_pixels:
-            return None, f"too large ({w}×{h} pixels; limit {max_pixels})", False
-        im.load()
-        arr, alpha = _to_array(im)
-        return arr, None, alpha
-    except ValueError as exc:
-        if str(exc).startswith("unsupported mode"):
-            return None, str(exc), False
-        return None, f"corrupt ({exc})", False
-    except MemoryError:
-        return None, "too large (out of memory while decoding)", False
-    except Exception as exc:
-        return None, _failure(exc), False
-    # no im.close(): the image reads from an in-memory buffer, and closing costs ~10 µs an image
-
-
-def _failure(exc: Exception) -> str:
-    """The reason for a decoder exception: PIL says "truncated" in several spellings."""
-    msg = str(exc)
-    low = msg.lower()
-    if isinstance(exc, EOFError) or "truncat" in low or "broken" in low or "premature end" in low:
-        return "truncated"
-    return f"corrupt ({type(exc).__name__}: {msg})"
-
-
-def _decode_chunk(paths: list[str], max_pixels: int) -> list[tuple[np.ndarray | None, str | None, bool]]:
-    return [_decode(p, max_pixels) for p in paths]
+def working_size(paths: list[str], follow: list[bool], opts: ReadOptions) -> tuple[tuple[int, int], dict]:
+    """(H, W) to decode every image at, and how it was chosen (for the summary)."""
+    if opts.size is not None:
+        return tuple(opts.size), {"policy": "explicit size"}
+    picked = sample(list(range(len(paths))))
+    sizes = [s for s in (D.header_size(paths[i], follow[i], opts.max_pixels) for i in picked) if s]
+    if not sizes and len(picked) < len(paths):  # a sample of junk: look at every header
+        sizes = [s for s in (D.header_size(p, f, opts.max_pixels) for p, f in zip(paths, follow)) if s]
+    if not sizes:
+        return (1, 1), {"policy": "no readable header"}
+    size, major = choose_size(sizes, opts.max_side)
+    how = {"policy": "majority size" if size == major else f"majority size scaled to longer side {opts.max_side}",
+           "majority_size": _hw(major), "headers_sampled": len(picked), "max_side": opts.max_side}
+    return size, how
 
 
 def decode_files(root: Path, tree: Tree, opts: ReadOptions) -> ImageSet:
     """Decode ``tree.files`` (relative to ``root``) into one ImageSet under the module policies.
 
-    Raises EmptyDatasetError when nothing is readable, with the count and first reasons.
-    """
-    rels = tree.files
-    total = len(rels)
-    base = str(root)
-    chunks = [[os.path.join(base, r) for r in rels[i : i + _CHUNK]] for i in range(0, total, _CHUNK)]
-    if opts.progress is not None:
-        opts.progress(0, total)
-    results: list[tuple[np.ndarray | None, str | None, bool]] = []
-    with warnings.catch_warnings():
-        # Our own max_pixels check (before decoding) is the guard; PIL's warning would be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(max_workers=min(_WORKERS, max(1, len(chunks)))) as pool:
-            for part in pool.map(_decode_chunk, chunks, [opts.max_pixels] * len(chunks)):
-                results.extend(part)
-                if opts.progress is not None:
-                    opts.progress(len(results), total)
-
-    ids, arrays, unreadable, n_alpha = [], [], list(tree.unreadable), 0
-    for rel, (arr, reason, alpha) in zip(rels, results):
-        if arr is None:
-            unreadable.append(Unreadable(rel, reason or "unreadable"))
-        else:
-            ids.append(rel)
-            arrays.append(arr)
-            n_alpha += alpha
-    unreadable.sort(key=lambda u: u.path)
-    if not arrays:
-        raise EmptyDatasetError(_empty_message(root, total, unreadable))
-
-    notes = list(tree.notes)
-    size = tuple(opts.size) if opts.size is not None else majority_size([a.shape[:2] for a in arrays])
-    colour = any(a.shape[2] == 3 for a in arrays)
-    channels = opts.channels or (3 if colour else 1)
-    images = _assemble(arrays, size, channels, notes)
-    if n_alpha:
-        notes.append(f"composited alpha over black in {n_alpha} image(s)")
-    return ImageSet(images=images, ids=tuple(ids), unreadable=tuple(unreadable), root=root, notes=tuple(notes))
-
-
-def _assemble(arrays: list[np.ndarray], size: tuple[int, int], channels: int, notes: list[str]) -> np.ndarray:
-    n = len(arrays)
+    Raises EmptyDatasetError when nothing is readable (with the count and first reasons), and
+    DataError before decoding when the pool at its working size is over ``opts.max_bytes``."""
+    rels, base = tree.files, str(root)
+    paths = [os.path.join(base, r) for r in rels]
+    follow = [r in tree.links for r in rels]
+    if not rels:
+        raise EmptyDatasetError(_empty_message(root, 0, tree.unreadable, tree.skipped))
+    size, how = working_size(paths, follow, opts)
     h, w = size
-    if all(a.shape == (h, w, channels) for a in arrays):  # the common case: one stack, no loop
-        return np.stack(arrays)
-    out = np.empty((n, h, w, channels), np.uint8)
-    resized = replicated = grayed = 0
-    for i, a in enumerate(arrays):
-        if a.shape[:2] != (h, w):
-            a = resize_one(a, (h, w))
-            resized += 1
-        if a.shape[2] == 3 and channels == 1:
-            a = rgb_to_gray(a[None])[0]
-            grayed += 1
-        elif a.shape[2] == 1 and channels == 3:
-            replicated += 1
-        out[i] = a  # broadcasting replicates a gray H×W×1 into 3 channels
-    if resized:
-        notes.append(f"resized {resized} of {n} images to {h}×{w}")
-    if replicated:
-        notes.append(f"replicated {replicated} gray image(s) to 3 channels")
-    if grayed:
-        notes.append(f"converted {grayed} colour image(s) to gray (ITU-R 601-2 luma)")
-    return out
+    check_budget(len(paths), h * w * (opts.channels or 3), opts.max_bytes, str(root),
+                 what=f"{len(paths):,} images at the working size {h}×{w}×{opts.channels or 3}")
+    workers = worker_count(opts.workers, len(paths))
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if opts.progress is not None:
+            opts.progress(done[0], len(paths))
+
+    if opts.progress is not None:
+        opts.progress(0, len(paths))
+    stack, stats = _Stack(len(paths), size, opts.channels), _Stats()
+    ids, unreadable, i = [], list(tree.unreadable), 0
+    t0 = time.perf_counter()
+    for pixels, channels, metas in decode_all(paths, follow, size, opts.max_pixels, workers, tick):
+        ok = [j for j, c in enumerate(channels) if c]
+        unreadable += [Unreadable(rels[i + j], metas[j][0] or "unreadable") for j, c in enumerate(channels) if not c]
+        ids += [rels[i + j] for j in ok]
+        stack.add_many(pixels, [channels[j] for j in ok])
+        stats.add_many([metas[j] for j in ok], size)
+        i += len(channels)
+    unreadable.sort(key=lambda u: u.path)
+    if not ids:
+        raise EmptyDatasetError(_empty_message(root, len(rels), unreadable, tree.skipped))
+    images = stack.result()
+    how["decode"] = {"processes": workers, "seconds": round(time.perf_counter() - t0, 3)}
+    notes = list(tree.notes) + stats.notes(size, how, stack)
+    summary = stats.summary(len(rels), len(ids), len(unreadable), len(tree.skipped), size, images.shape[3], how,
+                            tree.non_utf8)
+    return ImageSet(images=images, ids=tuple(ids), unreadable=tuple(unreadable), root=root, notes=tuple(notes),
+                    skipped=tuple(tree.skipped), summary=summary)
 
 
-def _empty_message(root: Path, total: int, unreadable: list[Unreadable]) -> str:
+class _Stack:
+    """The pool's pixels, filled in file order without a second copy: gray until the first
+    colour image arrives (then widened once to 3 channels), or the forced channel count."""
+
+    def __init__(self, n: int, size: tuple[int, int], channels: int | None) -> None:
+        self.forced, self.k, self.replicated, self.grayed = channels, 0, 0, 0
+        self.out = np.empty((n, *size, channels or 1), np.uint8)  # pages are touched only as filled
+        self.gray_before_colour = 0
+
+    def add_many(self, pixels: np.ndarray, channels: list[int]) -> None:
+        """Images raveled one after another in ``pixels``, with their channel counts."""
+        h, w = self.out.shape[1:3]
+        if channels and all(c == self.out.shape[3] for c in channels):  # the usual case: one copy
+            n = len(channels)
+            self.out[self.k : self.k + n] = pixels.reshape(n, h, w, channels[0])
+            self.k += n
+            return
+        off = 0
+        for c in channels:
+            self.add(pixels[off : off + h * w * c].reshape(h, w, c))
+            off += h * w * c
+
+    def add(self, a: np.ndarray) -> None:
+        c = self.out.shape[3]
+        if a.shape[2] == 3 and c == 1:
+            if self.forced == 1:
+                a = rgb_to_gray(a[None])[0]
+                self.grayed += 1
+            else:
+                wide = np.empty(self.out.shape[:3] + (3,), np.uint8)
+                wide[: self.k] = self.out[: self.k]
+                self.out, self.gray_before_colour = wide, self.k
+        elif a.shape[2] == 1 and c == 3:
+            self.replicated += 1
+        self.out[self.k] = a  # broadcasting replicates a gray H×W×1 into 3 channels
+        self.k += 1
+
+    def result(self) -> np.ndarray:
+        return self.out[: self.k]
+
+
+class _Stats:
+    """Counts of what the decode met and did, for ImageSet.notes and ImageSet.summary."""
+
+    FLAGS = {"resized": D.RESIZED, "upscaled": D.UPSCALED, "jpeg_dct_scaled": D.DRAFT, "alpha_composited": D.ALPHA,
+             "animated_first_frame": D.ANIMATED, "exif_orientation_not_applied": D.EXIF_ROTATED,
+             "sixteen_bit_scaled": D.SIXTEEN_BIT, "cmyk_converted": D.CMYK, "gray_palette": D.PALETTE_GRAY}
+
+    def __init__(self) -> None:
+        self.sizes: Counter = Counter()
+        self.modes: Counter = Counter()
+        self.counts = {k: 0 for k in self.FLAGS}
+        self.aspect = 0
+
+    def add_many(self, metas: list[tuple], size: tuple[int, int]) -> None:
+        """``metas``: (reason, flags, native (h, w), mode) of decoded images."""
+        for (native, mode, flags), k in Counter((m[2], m[3], m[1]) for m in metas).items():
+            self.sizes[native] += k
+            self.modes[mode] += k
+            for name, bit in self.FLAGS.items():
+                if flags & bit:
+                    self.counts[name] += k
+            ratio = (native[1] / native[0]) / (size[1] / size[0])
+            self.aspect += k if (ratio > 2 or ratio < 0.5) else 0
+
+    def summary(self, files, images, unreadable, skipped, size, channels, how, non_utf8) -> dict:
+        top = [{"size": _hw(s), "count": c} for s, c in self.sizes.most_common(10)]
+        return {"format": "folder", "files": files, "images": images, "unreadable": unreadable, "skipped": skipped,
+                "working_size": _hw(size), "channels": int(channels), **how,
+                "native_sizes": top, "distinct_sizes": len(self.sizes),
+                "modes": dict(self.modes.most_common()), **self.counts, "aspect_changed_over_2x": self.aspect,
+                "alpha_background": D.BACKGROUND, "non_utf8_names": non_utf8}
+
+    def notes(self, size: tuple[int, int], how: dict, stack: _Stack) -> list[str]:
+        n = sum(self.sizes.values())
+        h, w = size
+        c = self.counts
+        out = []
+        if how["policy"] == "explicit size":
+            out.append(f"working size {h}×{w} (given)")
+        elif how["policy"] != "majority size":
+            out.append(f"working size {h}×{w}: the most common size {how['majority_size'].replace('x', '×')} scaled so "
+                       f"its longer side is {how['max_side']} (a linear map, so bridges stay lines)")
+        if len(self.sizes) > 1 or len(self.modes) > 1:
+            sizes = ", ".join(f"{a}×{b} ({k})" for (a, b), k in self.sizes.most_common(3))
+            modes = ", ".join(f"{m} {k}" for m, k in self.modes.most_common())
+            out.append(f"{len(self.sizes)} native sizes (most common: {sizes}); modes: {modes}")
+        if c["resized"]:
+            out.append(f"resized {c['resized']} of {n} images to {h}×{w}")
+        if c["upscaled"]:
+            out.append(f"enlarged {c['upscaled']} image(s) smaller than the working size (bilinear)")
+        if self.aspect:
+            out.append(f"{self.aspect} image(s) stretched to the working aspect (their own differs by more than 2×)")
+        if c["alpha_composited"]:
+            out.append(f"composited alpha over gray {D.BACKGROUND} in {c['alpha_composited']} image(s); a loader that "
+                       "drops alpha sees the colour stored under transparent pixels instead")
+        if c["animated_first_frame"]:
+            out.append(f"{c['animated_first_frame']} animated or multi-page image(s): the first frame is used")
+        if c["exif_orientation_not_applied"]:
+            out.append(f"{c['exif_orientation_not_applied']} image(s) carry an EXIF orientation; not applied "
+                       "(PIL-based loaders train on the stored pixels)")
+        if c["sixteen_bit_scaled"]:
+            out.append(f"{c['sixteen_bit_scaled']} 16-bit gray image(s) scaled to 8 bits (v/257)")
+        if c["cmyk_converted"]:
+            out.append(f"{c['cmyk_converted']} CMYK image(s) converted to RGB by PIL (no colour management)")
+        if stack.gray_before_colour:
+            out.append(f"replicated {stack.gray_before_colour + stack.replicated} gray image(s) to 3 channels")
+        elif stack.replicated:
+            out.append(f"replicated {stack.replicated} gray image(s) to 3 channels")
+        if stack.grayed:
+            out.append(f"converted {stack.grayed} colour image(s) to gray (ITU-R 601-2 luma)")
+        return out
+
+
+def _hw(hw) -> str:
+    return f"{int(hw[0])}x{int(hw[1])}"
+
+
+def _empty_message(root: Path, total: int, unreadable: list[Unreadable], skipped: list[Unreadable]) -> str:
+    hint = (f" ({len(skipped)} entries skipped on purpose: hidden names or symlinks; --include-hidden / "
+            "--follow-symlinks read them)") if skipped else ""
     if total == 0 and not unreadable:
-        return f"{root}: no files found (hidden names are skipped)"
+        return f"{root}: no files found{hint}"
     first = "; ".join(f"{u.path}: {u.reason}" for u in unreadable[:3])
-    return f"{root}: no readable image among {len(unreadable)} unreadable file(s) (first: {first})"
+    return f"{root}: no readable image among {len(unreadable)} unreadable file(s) (first: {first}){hint}"
 
 
 def read_folder(path: str | Path, opts: ReadOptions = ReadOptions()) -> ImageSet:
@@ -308,7 +235,7 @@ def read_folder(path: str | Path, opts: ReadOptions = ReadOptions()) -> ImageSet
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
-    return decode_files(root, scan_tree(root, opts.include_hidden), opts)
+    return decode_files(root, scan_tree(root, opts.include_hidden, opts.follow_symlinks), opts)
 
 
 def class_order(names) -> list[str]:
@@ -329,11 +256,8 @@ def read_labeled_folder(
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
-    tree = scan_tree(root, opts.include_hidden)
-    found = class_order(
-        e.name for e in os.scandir(root)
-        if e.is_dir(follow_symlinks=False) and (opts.include_hidden or not e.name.startswith("."))
-    )
+    tree = scan_tree(root, opts.include_hidden, opts.follow_symlinks)
+    found = class_order({f.split("/", 1)[0] for f in tree.files if "/" in f} | _class_dirs(root, opts))
     if class_names is None:
         class_names = tuple(found)
     else:
@@ -350,7 +274,18 @@ def read_labeled_folder(
     labels = np.array([index[i.split("/", 1)[0]] for i in s.ids], dtype=np.int64)
     empty = [c for c in found if c not in {i.split("/", 1)[0] for i in s.ids}]
     notes = s.notes + ((f"class folder(s) without a readable image: {', '.join(empty)}",) if empty else ())
-    return ImageSet(s.images, s.ids, labels, s.unreadable, root, tuple(class_names), notes)
+    return ImageSet(s.images, s.ids, labels, s.unreadable, root, tuple(class_names), notes, skipped=s.skipped,
+                    summary=dict(s.summary, classes=len(class_names)))
+
+
+def _class_dirs(root: Path, opts: ReadOptions) -> set[str]:
+    """Class folders that hold no file (so they still get their label index)."""
+    try:
+        with os.scandir(root) as it:
+            return {e.name for e in it if e.is_dir(follow_symlinks=opts.follow_symlinks)
+                    and (opts.include_hidden or not e.name.startswith("."))}
+    except OSError:
+        return set()
 
 
 def sniff_split_folder(path: Path) -> bool:
@@ -362,7 +297,8 @@ def read_split_folder(path: Path, opts: ReadOptions = ReadOptions()) -> Splits:
     subfolders, plus an optional ``unlabeled/`` pool; test labels follow train's class list."""
     labeled = path / "train" if (path / "train").is_dir() else path / "labeled"
     train = read_labeled_folder(labeled, opts)
-    test = read_labeled_folder(path / "test", opts, train.class_names) if (path / "test").is_dir() else None
-    pool = read_folder(path / "unlabeled", opts) if (path / "unlabeled").is_dir() else None
+    same = replace(opts, size=tuple(train.shape[:2]))  # every split through the same maps
+    test = read_labeled_folder(path / "test", same, train.class_names) if (path / "test").is_dir() else None
+    pool = read_folder(path / "unlabeled", same) if (path / "unlabeled").is_dir() else None
     train, test, pool = harmonise([train, test, pool])
     return Splits(train=train, test=test, unlabeled=pool, name=path.name)

@@ -70,7 +70,7 @@ def test_hostile_files_are_listed_with_reasons_not_fatal(tmp_path, gray28):
     (tmp_path / "truncated.jpg").write_bytes(jbuf.getvalue()[: len(jbuf.getvalue()) // 2])
     (tmp_path / "headonly.png").write_bytes(buf.getvalue()[:20])
     (tmp_path / "bomb.png").write_bytes(_png_header(100_000, 100_000))
-    Image.fromarray(np.full((4, 4), 1000, np.uint16)).save(tmp_path / "deep.png")  # 16-bit gray
+    Image.fromarray(np.full((4, 4), 1.5, np.float32)).save(tmp_path / "float.tif")  # mode F: no stated range
     s = load_images(tmp_path)
     assert s.ids == ("good.png",)
     r = _reasons(s)
@@ -79,7 +79,7 @@ def test_hostile_files_are_listed_with_reasons_not_fatal(tmp_path, gray28):
     assert r["truncated.png"] == "truncated" and r["truncated.jpg"] == "truncated"
     assert r["headonly.png"].startswith("truncated")
     assert r["bomb.png"].startswith("too large")
-    assert r["deep.png"].startswith("unsupported mode I")
+    assert r["float.tif"] == "unsupported mode F"
 
 
 def test_max_pixels_refuses_before_decoding(tmp_path, gray28):
@@ -103,7 +103,7 @@ def test_all_gray_stays_one_channel_and_gray_palette_counts_as_gray(tmp_path, gr
     assert set(np.unique(s.images[1])) <= {0, 255}
 
 
-def test_one_colour_image_makes_the_set_rgb_and_alpha_composites_over_black(tmp_path, gray28, rgb32):
+def test_one_colour_image_makes_the_set_rgb_and_alpha_composites_over_gray(tmp_path, gray28, rgb32):
     g = gray28[0][0, :4, :4, 0]
     rgb = rgb32[0, :4, :4]
     alpha = np.full((4, 4), 128, np.uint8)
@@ -116,10 +116,12 @@ def test_one_colour_image_makes_the_set_rgb_and_alpha_composites_over_black(tmp_
     assert s.shape == (4, 4, 3)
     np.testing.assert_array_equal(s.images[0], np.repeat(g[..., None], 3, axis=2))
     np.testing.assert_array_equal(s.images[1], rgb)
-    expect = (rgb.astype(int) * alpha[..., None] + 127) // 255
-    np.testing.assert_array_equal(s.images[2], expect)
-    assert (s.images[2, 0, 0] == 0).all() and (s.images[3, 0, 0] == 0).all()
-    assert any("composited alpha over black in 2" in n for n in s.notes)
+    # c·α + 128·(1-α), rounded (premultiplied by PIL first, so within 1 of the exact value)
+    expect = rgb.astype(float) * alpha[..., None] / 255 + 128 * (1 - alpha[..., None] / 255)
+    assert np.abs(s.images[2].astype(float) - expect).max() <= 1.0
+    assert (s.images[2, 0, 0] == 128).all() and (s.images[3, 0, 0] == 128).all()  # transparent: the background
+    assert any("composited alpha over gray 128 in 2" in n for n in s.notes)
+    assert s.summary["alpha_composited"] == 2 and s.summary["modes"] == {"L": 1, "RGB": 1, "RGBA": 1, "LA": 1}
     assert any("replicated 2 gray" in n for n in s.notes)
     forced = load_images(tmp_path, channels=1)
     assert forced.shape == (4, 4, 1)
@@ -179,7 +181,7 @@ def test_fifo_is_not_read_and_does_not_hang(tmp_path, gray28):
     write_png(tmp_path / "a.png", gray28[0][0])
     os.mkfifo(tmp_path / "pipe.png")
     s = load_images(tmp_path)
-    assert s.ids == ("a.png",) and _reasons(s)["pipe.png"] == "not a regular file"
+    assert s.ids == ("a.png",) and _reasons(s)["pipe.png"] == "not a regular file (a FIFO)"
 
 
 def test_the_folder_is_not_modified(tmp_path, gray28):
@@ -238,13 +240,19 @@ def test_a_file_vanishing_mid_read_is_listed(tmp_path, gray28):
     assert s.ids == ("a.png",) and _reasons(s)["b.png"] == "vanished during read"
 
 
-def test_undecodable_file_name_is_listed(tmp_path, gray28):
+def test_undecodable_file_name_is_read_with_a_round_tripping_id(tmp_path, gray28):
     write_png(tmp_path / "a.png", gray28[0][0])
-    with open(os.path.join(os.fsencode(tmp_path), b"\xff.png"), "wb") as fh:
-        fh.write((tmp_path / "a.png").read_bytes())
+    write_png(tmp_path / "b.png", gray28[0][1])
+    raw = os.path.join(os.fsencode(tmp_path), b"\xff\xfe.png")
+    with open(raw, "wb") as fh:
+        fh.write((tmp_path / "b.png").read_bytes())
     s = load_images(tmp_path)
-    assert s.ids == ("a.png",)
-    assert [u.reason for u in s.unreadable] == ["file name is not valid UTF-8"]
+    assert s.unreadable == () and len(s) == 3
+    odd = s.ids[2]
+    assert os.fsencode(odd) == b"\xff\xfe.png"  # the id gives back the exact bytes of the name
+    assert os.path.exists(os.path.join(os.fsencode(tmp_path), os.fsencode(odd)))
+    np.testing.assert_array_equal(s.images[2], s.images[1])
+    assert s.summary["non_utf8_names"] == 1 and any("not valid UTF-8" in n for n in s.notes)
 
 
 def test_cmyk_jpeg_is_read_as_colour(tmp_path, rgb32):

@@ -30,9 +30,14 @@ def test_stl10_file_is_upright(tmp_path, rgb32):
     images = upscale96(rgb32[:3])
     assert not np.array_equal(images, images.transpose(0, 2, 1, 3))  # a transpose bug would show
     write_stl10(tmp_path / "train_X.bin", images, np.array([1, 0, 9]))
-    s = load_images(tmp_path / "train_X.bin")
+    s = load_images(tmp_path / "train_X.bin", max_side=None)
     np.testing.assert_array_equal(s.images, images)
     np.testing.assert_array_equal(s.labels, [1, 0, 9])
+    # the default working size caps the longer side at 32: a box average of each 3×3 block,
+    # which gives back the 32×32 images exactly (upscale96 repeats each pixel 3×3)
+    small = load_images(tmp_path / "train_X.bin")
+    np.testing.assert_array_equal(small.images, rgb32[:3])
+    assert "resized 3 of 3 images to 32×32" in small.notes and small.summary["working_size"] == "32x32"
 
 
 def test_stl10_directory_with_unlabeled_pool(tmp_path, rgb32):
