@@ -12,7 +12,10 @@ Two modes:
 
 Streams as in ``audit scan``: progress and notes on stderr, the summary (or ``--format json``)
 on stdout. Exit codes: 0 gate passed, 1 gate failed (a finding at or above ``--fail-on``),
-2 usage/runtime error.
+2 usage/runtime error, 130 interrupted (Ctrl-C / SIGTERM while training: a checkpoint is written
+first, and ``--resume`` continues exactly). Outputs follow ``audit train``'s rules: checked
+before any work (never inside an input), an ``--out`` holding an earlier run needs ``--resume``
+or ``--force``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from audit.errors import DataError, InvalidParameterError, invalid_parameter
+from audit.report.text import printable
 from audit.scan.cli import FailOn, OutputFormat
 from audit.ssl.cli import Device, train as _train
 
@@ -63,6 +67,8 @@ def dynamics(
                                        help="Run folder: predictions/, model.pt, metrics.jsonl, checkpoint.pt, round-R/."),
     resume: bool = typer.Option(False, "--resume", rich_help_panel="Run",
                                 help="Continue the run in --out (training and recording) from its checkpoint: no record lost or duplicated."),
+    force: bool = typer.Option(False, "--force", rich_help_panel="Run",
+                               help="Start over in an --out that holds an earlier run, replacing its checkpoint, model, recording and rounds."),
     record_every: int = typer.Option(DEFAULT_RECORD_EVERY, "--record-every", metavar="N", min=1, rich_help_panel="Run",
                                      help="Record the EMA model's prediction on every unlabeled image every N steps (cost: docs/dynamics.md)."),
     device: Device = _T["device"], eval_every: int = _T["eval_every"], checkpoint_every: int = _T["checkpoint_every"],
@@ -113,10 +119,13 @@ def dynamics(
         if unlabeled is None:
             raise InvalidParameterError("--predictions needs --unlabeled DIR: the folder the predictions were recorded on")
         for flag, v in (("--rounds", rounds or None), ("--resume", resume or None), ("--dataset", dataset),
-                        ("--labeled", labeled)):
+                        ("--labeled", labeled), ("--force", force or None)):
             if v is not None:
                 raise InvalidParameterError(f"{flag} trains a model; it cannot be combined with --predictions")
     epochs = _parse_window(window)
+    _check_outputs(out if train_mode else None, json_path, html_path, csv_path,
+                   {"--labeled": labeled, "--unlabeled": unlabeled, "--test": test, "--predictions": predictions,
+                    "--manifest": manifest}, resume=resume, force=force)
     if threads is not None:
         if threads < 1:
             raise invalid_parameter("threads", "dynamics", "an int >= 1", threads)
@@ -145,8 +154,10 @@ def dynamics(
             lab, unl, tst = _builtin(dataset, labels_per_class, unlabeled_size, seed)
         else:
             lab, unl, tst = _folders(labeled, unlabeled, test)
+        if force:
+            _clear(out)  # the data is known good by now: a failed start keeps the old run
         if resume and not (out / "predictions" / "meta.json").exists():
-            err.print(f"nothing to resume in {out}: starting a new run", highlight=False, markup=False)
+            err.print(f"nothing to resume in {printable(out)}: starting a new run", highlight=False, markup=False)
         with _TrainProgress(err, algo, steps) as progress:
             run = audit_rounds(tconfig, lab, unl, tst, out_dir=out, config=config, rounds=rounds,
                                record_every=record_every, resume=resume, epochs=epochs, pixel_links=pixel_links,
@@ -164,6 +175,46 @@ def dynamics(
         run = single_round(result, pool, truth)
     _report(run, pool, truth, config, err, stdout, fail_on.value, output_format, json_path, html_path, csv_path,
             top, quiet, unlabeled)
+
+
+def _check_outputs(out: Path | None, json_path, html_path, csv_path, inputs: dict, *, resume: bool,
+                   force: bool) -> None:
+    """The output policy (``audit.outputs``) for the reports, and ``audit train``'s run-folder
+    rules for ``--out`` (a recording and ``round-R/`` folders count as an earlier run too)."""
+    from audit.outputs import FILE, FOLDER, Output, prepare_outputs
+    from audit.ssl.cli import check_run_folder
+
+    prepare_outputs([Output("--json", json_path, FILE), Output("--html", html_path, FILE),
+                     Output("--csv", csv_path, FILE), None if out is None else Output("--out", out, FOLDER)], inputs)
+    if out is not None:
+        extra = ("predictions",) + tuple(sorted(p.name for p in _rounds(out)))
+        check_run_folder(out, inputs, resume=resume, force=force, extra=extra)
+        from audit.atomic import remove_stale_temps
+
+        remove_stale_temps(out / "predictions")  # a killed recording's temporaries
+
+
+def _rounds(out: Path) -> list[Path]:
+    return [p for p in out.glob("round-*") if p.is_dir() and not p.is_symlink() and p.name[6:].isdigit()]
+
+
+def _clear(out: Path) -> None:
+    """--force: remove what an earlier dynamics run wrote in ``out`` (its run files, its recording,
+    its round-R/ folders), nothing else."""
+    import shutil
+
+    from audit.ssl.checkpoint import clear_run
+
+    for folder in [out, *_rounds(out)]:
+        clear_run(folder)
+        pred = folder / "predictions"
+        if (pred / "meta.json").is_file() and not pred.is_symlink():
+            shutil.rmtree(pred)
+        if folder is not out:
+            try:
+                folder.rmdir()  # only when nothing but our files was in it
+            except OSError:
+                pass
 
 
 def _parse_window(text: str | None) -> tuple[int, int] | None:
@@ -231,7 +282,7 @@ def _report(run, pool, truth, config, err: Console, stdout: Console, level: str,
         render_console(result, stdout if output_format is OutputFormat.text else err, top=top, fail_on=level)
         _rounds_table(run, stdout if output_format is OutputFormat.text else err, truth)
         for path in written:
-            err.print(f"wrote {path}", highlight=False, markup=False)
+            err.print(f"wrote {printable(path)}", highlight=False, markup=False)
     if output_format is OutputFormat.github:
         root = str(unlabeled) if unlabeled is not None and unlabeled.is_dir() else None
         typer.echo(github_annotations(result, file_root=root, local_ids=set(pool.ids)), nl=False)
@@ -256,7 +307,7 @@ def _figures(result, pool, truth):
         ev = f.evidence
         if "trajectory" in ev and "steps" in ev and ev["trajectory"]:
             png = instance_heatmap(np.asarray(ev["trajectory"]), ev["steps"], final_class=int(ev["final_class"]),
-                                   labels=[m.id for m in f.members])
+                                   labels=[printable(m.id) for m in f.members])
             per_finding[k] = {f"Figure 5 (paper): P(class {ev['final_class']}) of each member over training, "
                               "members in flip order": png}
     return extra, per_finding

@@ -3,6 +3,10 @@
 A checkpoint is a plain dict of tensors, numbers and strings (loaded with ``weights_only=True``:
 no arbitrary pickle), holding everything a killed run needs to continue exactly: model, EMA,
 optimiser, scheduler, step, every RNG state, and a fingerprint of the configuration and data.
+
+Also here, because both are about not losing a run: :class:`StopRequests` (SIGINT/SIGTERM ask
+the training loop to stop at a step boundary, where it can checkpoint) and the files of a run
+folder that a new run must not silently replace (:func:`earlier_run`, :func:`clear_run`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,50 @@ from audit.errors import CheckpointError
 
 FORMAT = "ssl-poison-audit/checkpoint/1"
 REQUIRED = ("format", "fingerprint", "config", "step", "model", "ema", "optimizer", "scheduler", "rng")
+RUN_FILES = ("checkpoint.pt", "model.pt", "summary.json", "metrics.jsonl")  # what a training run writes
+
+
+class StopRequests:
+    """``with StopRequests() as stop:`` SIGINT and SIGTERM set ``stop.signal`` (``"SIGINT"``)
+    instead of ending the process, so a loop can finish its step, checkpoint and stop; a second
+    signal raises KeyboardInterrupt at once (the user insists). The previous handlers come back on
+    exit. Outside the main thread (where Python cannot set handlers) it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+
+def earlier_run(out_dir: Path) -> list[str]:
+    """The files of a training run already in ``out_dir`` (empty when there is none)."""
+    return [name for name in RUN_FILES if (Path(out_dir) / name).is_file()]
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove the files a training run writes (``RUN_FILES``) from ``out_dir`` and nothing else:
+    ``--force`` starts over without leaving an old checkpoint that a later ``--resume`` would take."""
+    for name in RUN_FILES:
+        p = Path(out_dir) / name
+        if p.is_file() and not p.is_symlink():
+            p.unlink()
 
 
 def fingerprint(config: dict[str, Any], data_digest: str) -> str:
@@ -73,7 +123,8 @@ def set_rng_state(state: dict[str, Any], sampler: torch.Generator) -> None:
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
-    A run killed mid-write leaves the previous checkpoint intact."""
+    A run killed mid-write leaves the previous checkpoint intact (and a ``.checkpoint.pt.PID.N.tmp``
+    that the next run in the folder removes)."""
     with atomic_open(path) as f:
         torch.save({"format": FORMAT, **state}, f)
 

@@ -7,6 +7,11 @@ sub-folders, ``--unlabeled DIR``, ``--test DIR`` of class sub-folders), or a bui
 ``OUT/model.pt`` (EMA weights), ``OUT/metrics.jsonl``, ``OUT/summary.json``, ``OUT/checkpoint.pt``.
 Progress goes to stderr; the result to stdout: steps and test accuracy, then the three classes
 the EMA model gets worst (``summary.json`` has every class: ``test_acc_per_class_ema``).
+
+Nothing is lost: ``--out`` is checked before the data is read (never inside an input folder,
+writable); an ``--out`` that holds an earlier run is refused unless ``--resume`` (continue it)
+or ``--force`` (start over); Ctrl-C or SIGTERM during training writes a checkpoint and exits 130,
+and ``--resume`` continues from it exactly.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ def train(
                              help="Run folder: model.pt, metrics.jsonl, summary.json, checkpoint.pt."),
     resume: bool = typer.Option(False, "--resume", rich_help_panel=_RUN,
                                 help="Continue the run in --out from its checkpoint, exactly (same options and data)."),
+    force: bool = typer.Option(False, "--force", rich_help_panel=_RUN,
+                               help="Start over in an --out that holds an earlier run, replacing its checkpoint, model and metrics."),
     device: Device = typer.Option(Device.auto, "--device", case_sensitive=False, rich_help_panel=_RUN,
                                   help="auto: CUDA when present."),
     eval_every: int = typer.Option(500, "--eval-every", rich_help_panel=_RUN, help="Steps between test evaluations (0: at the end only)."),
@@ -79,6 +86,7 @@ def train(
         raise InvalidParameterError("--dataset cannot be combined with --labeled/--unlabeled/--test; use one or the other")
     if dataset is None and (labeled is None or unlabeled is None):
         raise InvalidParameterError("give --labeled DIR and --unlabeled DIR (and optionally --test DIR), or --dataset NAME")
+    check_run_folder(out, {"--labeled": labeled, "--unlabeled": unlabeled, "--test": test}, resume=resume, force=force)
     if threads is not None:
         if threads < 1:
             raise invalid_parameter("threads", "train", "an int >= 1", threads)
@@ -111,17 +119,40 @@ def train(
         progress.update(task, completed=info.step, stats=stats)
 
     trainer = Trainer(config, lab, unl, tst, out_dir=out, on_progress=on_progress)  # checks data first
+    if force:
+        from audit.ssl.checkpoint import clear_run
+
+        clear_run(out)  # only now that the data is known good: a failed start keeps the old run
     if resume:
         progress.update(task, completed=trainer.resume())  # a bad checkpoint fails before any output
     with progress:
         result = trainer.fit()
 
+    from audit.report.text import printable
+
     acc = ("no test set" if result.test_acc_ema is None else
            f"test accuracy {100 * result.test_acc_ema:.2f}% (EMA), {100 * result.test_acc_raw:.2f}% (raw)")
-    typer.echo(f"{algo}: {result.steps} steps, {acc}; wrote {out / 'model.pt'}, metrics.jsonl, summary.json")
+    typer.echo(f"{algo}: {result.steps} steps, {acc}; wrote {printable(out / 'model.pt')}, metrics.jsonl, summary.json")
     if result.per_class_ema:
         weakest = sorted(result.per_class_ema.items(), key=lambda kv: kv[1])[:3]
-        typer.echo("weakest classes (EMA): " + ", ".join(f"{name} {100 * a:.0f}%" for name, a in weakest))
+        typer.echo("weakest classes (EMA): " + ", ".join(f"{printable(name)} {100 * a:.0f}%" for name, a in weakest))
+
+
+def check_run_folder(out: Path, inputs: dict, *, resume: bool, force: bool, extra: tuple[str, ...] = ()) -> None:
+    """Before any data is read: ``out`` passes the output policy (``audit.outputs``), and an
+    ``out`` holding an earlier run (its checkpoint, model, metrics or any of ``extra``) is only
+    continued with ``--resume`` or replaced with ``--force``, never silently overwritten."""
+    from audit.outputs import FOLDER, Output, prepare_outputs
+    from audit.ssl.checkpoint import earlier_run
+
+    if resume and force:
+        raise InvalidParameterError("--resume continues the run in --out and --force starts it over; give one")
+    prepare_outputs([Output("--out", out, FOLDER)], inputs)
+    found = earlier_run(out) + [name for name in extra if (out / name).exists()]
+    if found and not (resume or force):
+        raise InvalidParameterError(
+            f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume, or pass --force "
+            "to start over (replacing it), or choose another --out")
 
 
 def _parse_options(items: list[str]) -> dict:

@@ -7,6 +7,11 @@ run draws exactly what the killed one would have). SGD with Nesterov momentum, w
 weights only, FixMatch's cosine decay ``lr·cos(7πk/16K)``; the EMA model is the one evaluated,
 observed and saved. Observers (``audit dynamics``' prediction recorder) get a :class:`TrainEvent`
 every ``observe_every`` steps and at the end (paper 5.3 records predictions after each epoch).
+
+Interruptions: while :meth:`Trainer.fit` runs, SIGINT (Ctrl-C) and SIGTERM end the run at the
+next step boundary: with an ``out_dir`` it writes a checkpoint there, then raises
+``audit.errors.RunInterrupted`` (exit 130 in the CLIs); resuming from it continues exactly as the
+uninterrupted run would have. A second signal aborts at once (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from torch import nn
 
 from audit.atomic import atomic_open, write_atomic
 from audit.data.imageset import ImageSet
-from audit.errors import AuditError, DataError, ShapeMismatchError, invalid_parameter
+from audit.atomic import remove_stale_temps
+from audit.errors import AuditError, DataError, OutputError, RunInterrupted, ShapeMismatchError, invalid_parameter
 from audit.ssl import checkpoint
 from audit.ssl.algorithms import ALGORITHMS, Batch
 from audit.ssl.augment import Strong, Weak, channel_stats, to_float
@@ -194,6 +200,7 @@ class Trainer:
         self._rng_at_start = checkpoint.rng_state(self._sampler)
         self.step = 0
         self._elapsed_before = 0.0  # training seconds of the runs this one resumes
+        self._pending: dict = {}  # fit()'s step-log sums since its last evaluation (checkpointed)
         self._config_json = json.loads(json.dumps(_config_dict(cfg, self.algorithm.config), default=str))
         fp_config = {k: v for k, v in self._config_json.items() if k not in NOT_FINGERPRINTED}
         self._fingerprint = checkpoint.fingerprint(
@@ -201,7 +208,8 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
-        """Train to ``config.steps``; ``resume`` first restores ``out_dir/checkpoint.pt`` exactly."""
+        """Train to ``config.steps``; ``resume`` first restores ``out_dir/checkpoint.pt`` exactly.
+        SIGINT / SIGTERM stop it at a step boundary with a checkpoint (module doc)."""
         cfg, model = self.config, self.model
         if resume and self.step == 0:
             self.resume()  # raises before anything is written
@@ -210,43 +218,52 @@ class Trainer:
             if self.out_dir is not None:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if self.out_dir is not None:
+            remove_stale_temps(self.out_dir)  # .checkpoint.pt.PID.N.tmp and the like of killed runs
         observe_every = cfg.observe_every or math.ceil(len(self.unlabeled) / (cfg.mu * cfg.batch_size))
         evals: list[EvalRecord] = []
-        sums: dict[str, float] = {}
-        n_logged, last_acc, last_observed = 0, None, -1
+        # step logs since the last evaluation: carried by checkpoints, so a resumed run's next
+        # metrics line averages the same steps as an uninterrupted run's
+        sums: dict[str, float] = dict(self._pending.get("sums", {}))
+        n_logged, last_acc, last_observed = int(self._pending.get("n_logged", 0)), self._pending.get("last_acc"), -1
         t0 = time.perf_counter()
         model.train()
         last = self.step >= cfg.steps
-        while not last:
-            batch = self._next_batch()
-            out = self.algorithm.step(model, batch)  # forward + loss
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            self._update_ema()
-            self.step += 1
+        with checkpoint.StopRequests() as stop:
+            while not last:
+                batch = self._next_batch()
+                out = self.algorithm.step(model, batch)  # forward + loss
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self._update_ema()
+                self.step += 1
 
-            loss = out.loss.item()
-            if not math.isfinite(loss):
-                raise AuditError(f"the {cfg.algo} loss became {loss} at step {self.step}; try a lower --lr")
-            for k, v in {"loss": loss, **out.logs}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_logged += 1
-            elapsed = self._elapsed_before + time.perf_counter() - t0
-            info = ProgressInfo(self.step, cfg.steps, loss, out.logs, self.scheduler.get_last_lr()[0], last_acc, elapsed)
-            last = self.step == cfg.steps or (self.should_stop is not None and self.should_stop(info))
-            if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                evals.append(self._evaluate({k: v / n_logged for k, v in sums.items()}, elapsed))
-                sums, n_logged, last_acc = {}, 0, evals[-1].test_acc_ema
-                info = replace(info, test_acc=last_acc)
-            if self.step % observe_every == 0 or last:
-                self._observe(final=last)
-                last_observed = self.step
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir is not None:
-                self.save_checkpoint(elapsed)
-            if self.on_progress is not None:
-                self.on_progress(info)
+                loss = out.loss.item()
+                if not math.isfinite(loss):
+                    raise AuditError(f"the {cfg.algo} loss became {loss} at step {self.step}; try a lower --lr")
+                for k, v in {"loss": loss, **out.logs}.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_logged += 1
+                elapsed = self._elapsed_before + time.perf_counter() - t0
+                info = ProgressInfo(self.step, cfg.steps, loss, out.logs, self.scheduler.get_last_lr()[0], last_acc,
+                                    elapsed)
+                last = self.step == cfg.steps or (self.should_stop is not None and self.should_stop(info))
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
+                    evals.append(self._evaluate({k: v / n_logged for k, v in sums.items()}, elapsed))
+                    sums, n_logged, last_acc = {}, 0, evals[-1].test_acc_ema
+                    info = replace(info, test_acc=last_acc)
+                if self.step % observe_every == 0 or last:
+                    self._observe(final=last)
+                    last_observed = self.step
+                self._pending = {"sums": sums, "n_logged": n_logged, "last_acc": last_acc}
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir is not None:
+                    self.save_checkpoint(elapsed)
+                if self.on_progress is not None:
+                    self.on_progress(info)
+                if stop.signal is not None and not last:  # the last step finishes the run anyway
+                    self._stop(stop.signal, elapsed)
         if last_observed != self.step:  # resumed at the end: still give observers their final call
             self._observe(final=True)
 
@@ -261,6 +278,14 @@ class Trainer:
                 torch.save(self._model_file(), f)
             write_atomic(self.out_dir / "summary.json", json.dumps(result.to_json(), indent=2))
         return result
+
+    def _stop(self, signal_name: str, elapsed: float) -> None:
+        """After SIGINT/SIGTERM: checkpoint this step (when there is an out_dir), then stop."""
+        where = f"at step {self.step} of {self.config.steps} ({signal_name})"
+        if self.out_dir is None:
+            raise RunInterrupted(f"interrupted {where}; no out_dir, so nothing was saved")
+        path = self.save_checkpoint(elapsed)
+        raise RunInterrupted(f"interrupted {where}; saved {path}: continue with --resume")
 
     def _next_batch(self) -> Batch:
         cfg = self.config
@@ -327,8 +352,12 @@ class Trainer:
         rec = EvalRecord(self.step, self.scheduler.get_last_lr()[0], logs, self._accuracy(self.ema_model),
                          self._accuracy(self.model), elapsed)
         if self.out_dir is not None:
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec.to_json()) + "\n")
+            path = self.out_dir / "metrics.jsonl"
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps(rec.to_json()) + "\n")
+            except OSError as exc:  # disk full: one line naming the file
+                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         return rec
 
     def _observe(self, final: bool) -> None:
@@ -348,6 +377,7 @@ class Trainer:
             "elapsed_s": elapsed, "model": self.model.state_dict(), "ema": self.ema_model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "algorithm": self.algorithm.state_dict(), "rng": checkpoint.rng_state(self._sampler),
+            "pending": self._pending,
         })
         return path
 
@@ -371,6 +401,7 @@ class Trainer:
                 f"checkpoint {self.out_dir / 'checkpoint.pt'} does not fit this run ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); delete it to start afresh") from None
         self.step, self._elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        self._pending = state.get("pending") or {}  # absent in checkpoints of earlier versions
         self._pred_cache.clear()  # new weights at a step that may have been evaluated already
         metrics = self.out_dir / "metrics.jsonl"  # a killed run may have evaluated past its checkpoint
         if metrics.is_file():

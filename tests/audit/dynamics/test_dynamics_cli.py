@@ -70,9 +70,19 @@ def test_end_to_end_on_digits_writes_every_report(tmp_path):
     head = (tmp_path / "r.csv").read_text().splitlines()[0]
     assert head == "id,is_dynamics_issue,dynamics_score"
     # a fresh run into a folder that holds a recording is refused, not mixed
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")}
     res = dyn("--dataset", "digits", "--labels-per-class", "2", "--unlabeled-size", "150", "--out", tmp_path / "run",
               *TINY)
-    assert "--resume" in one_error_line(res)
+    line = one_error_line(res)
+    assert "already holds a run (model.pt, summary.json, metrics.jsonl, predictions)" in line
+    assert "--resume" in line and "--force" in line
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before
+    # --force starts over: the old recording goes, a new one of the new length is made
+    res = dyn("--dataset", "digits", "--labels-per-class", "2", "--unlabeled-size", "150", "--out", tmp_path / "run",
+              "--force", "--quiet", "--fail-on", "never", *TINY, "--steps", "9")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "run" / "predictions" / "meta.json").read_text())
+    assert [r["step"] for r in meta["records"]] == [3, 6, 9]
 
 
 def test_predictions_mode_gates_and_passes(tmp_path, pool):
@@ -205,3 +215,45 @@ def test_predictions_from_a_run_folder_are_rescored(tmp_path, pool):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["n_images"] == len(ids) and set(doc["params"]["reference"]["avg_influence"]) == set(ids)
+
+
+def test_outputs_in_an_input_folder_are_refused_before_any_work(tmp_path, pool):
+    root, ids = pool
+    before = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    preds = _npz(tmp_path / "p.npz", ids, np.full((4, len(ids), 3), 1 / 3, np.float32))
+    line = one_error_line(dyn("--predictions", preds, "--unlabeled", root, "--json", root / "x.json"))
+    assert f"--json {root / 'x.json'} is inside --unlabeled {root}" in line
+    line = one_error_line(dyn("--predictions", preds, "--unlabeled", root, "--csv", preds))
+    assert "is --predictions" in line
+    line = one_error_line(dyn("--labeled", tmp_path, "--unlabeled", root, "--out", root / "run", *TINY))
+    assert "--out" in line and "is inside --unlabeled" in line
+    assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == before and not (root / "run").exists()
+
+
+def test_an_interrupted_recording_resumes_without_losing_or_duplicating_records(tmp_path, digits_train):
+    """SIGINT at step 7: records 3 and 6 are on disk, the checkpoint is step 7 (none was due);
+    resuming records 9 and 12 exactly as an uninterrupted run."""
+    import os
+    import signal
+
+    from audit.dynamics import load_predictions
+    from audit.dynamics.run import record_run
+    from audit.errors import RunInterrupted
+    from audit.ssl.trainer import TrainConfig, balanced_split
+
+    lab, rest = balanced_split(digits_train, 2, 0)
+    unl = rest.subset(np.arange(100)).without_labels()
+    cfg = TrainConfig(steps=12, batch_size=8, mu=2, device="cpu", flip=False, eval_every=0, checkpoint_every=0,
+                      ema=0.9, allow_repeats=True)
+    full = record_run(cfg, lab, unl, out_dir=tmp_path / "full", record_every=3)
+
+    def ctrl_c_at_7(info):
+        if info.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted, match="interrupted at step 7 of 12"):
+        record_run(cfg, lab, unl, out_dir=tmp_path / "cut", record_every=3, on_progress=ctrl_c_at_7)
+    resumed = record_run(cfg, lab, unl, out_dir=tmp_path / "cut", record_every=3, resume=True)
+    a, b = load_predictions(full.predictions), load_predictions(resumed.predictions)
+    assert a.steps.tolist() == b.steps.tolist() == [3, 6, 9, 12]
+    np.testing.assert_array_equal(a.probs, b.probs)

@@ -93,3 +93,85 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "corrupt or truncated" in line
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]  # nothing half-written
     assert np.frombuffer((run / "checkpoint.pt").read_bytes(), np.uint8).sum() == 0
+
+
+# --- a run is never silently replaced, nor lost to Ctrl-C (#12) ----------------------------------
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+DIGITS = ["--dataset", "digits", "--labels-per-class", "2", "--unlabeled-size", "50", "--threads", "1", "--quiet"]
+
+
+def _state(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_rerunning_into_a_run_is_refused_unless_resume_or_force(tmp_path):
+    run = tmp_path / "run"
+    res = train(*DIGITS, "--out", run, *TINY, "--checkpoint-every", "3")
+    assert res.exit_code == 0, res.output
+    before = _state(run)
+    assert {"checkpoint.pt", "model.pt", "summary.json", "metrics.jsonl"} <= set(before)
+    line = one_error_line(train(*DIGITS, "--out", run, *TINY, "--steps", "2"))
+    assert line == (f"error: --out {run} already holds a run (checkpoint.pt, model.pt, summary.json, metrics.jsonl); "
+                    "continue it with --resume, or pass --force to start over (replacing it), or choose another --out")
+    assert _state(run) == before  # the later checkpoint was not overwritten by an earlier one
+    assert "give one" in one_error_line(train(*DIGITS, "--out", run, *TINY, "--resume", "--force"))
+    res = train(*DIGITS, "--out", run, *TINY, "--steps", "2", "--checkpoint-every", "0", "--force")
+    assert res.exit_code == 0, res.output
+    assert not (run / "checkpoint.pt").exists()  # the old run's checkpoint went with it: no stale --resume
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
+
+
+def test_out_inside_an_input_is_refused_before_reading(tmp_path, fashion200):
+    _write_folders(tmp_path, fashion200)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "unlabeled").iterdir()}
+    line = one_error_line(train("--labeled", tmp_path / "labeled", "--unlabeled", tmp_path / "unlabeled",
+                                "--out", tmp_path / "unlabeled" / "run", *TINY))
+    assert f"--out {tmp_path / 'unlabeled' / 'run'} is inside --unlabeled" in line
+    assert not (tmp_path / "unlabeled" / "run").exists()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "unlabeled").iterdir()} == before
+
+
+def test_ctrl_c_writes_a_checkpoint_exits_130_and_resume_finishes_exactly(tmp_path, digits_train):
+    """A real process and a real SIGINT; the resumed run ends with the weights of an
+    uninterrupted one (the trainer tests check the same for SIGTERM and the metrics)."""
+    from audit.data.write import write_pngs
+
+    # 8×8 digits, no --test: a step and an evaluation every step cost next to nothing
+    labels = digits_train.labels
+    picks = [i for c in (0, 1, 2) for i in np.flatnonzero(labels == c)[:3]]
+    write_pngs(digits_train.images[picks], [f"{labels[i]}/{i}.png" for i in picks], tmp_path / "labeled")
+    write_pngs(digits_train.images[100:140], [f"u{i}.png" for i in range(40)], tmp_path / "unlabeled")
+    args = ["--labeled", tmp_path / "labeled", "--unlabeled", tmp_path / "unlabeled", "--steps", "20",
+            "--batch-size", "9", "--mu", "2", "--device", "cpu", "--no-flip", "--eval-every", "1",
+            "--checkpoint-every", "0", "--threads", "1", "--quiet"]
+    run = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    proc = subprocess.Popen([sys.executable, "-m", "audit.cli", "train", *map(str, args), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the first metrics line: training has started
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
+    assert 1 <= step < 20
+    assert err.strip().splitlines() == [f"interrupted at step {step} of 20 (SIGINT); saved {run / 'checkpoint.pt'}: "
+                                        "continue with --resume"]
+    assert not (run / "model.pt").exists() and out == ""
+
+    assert train(*args, "--out", run, "--resume").exit_code == 0
+    assert train(*args, "--out", tmp_path / "full").exit_code == 0
+    a = torch.load(run / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "full" / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
