@@ -2,6 +2,11 @@
 
 Each subcommand lives in the ``cli.py`` of its own subpackage and is attached here. Exit codes:
 0 success / gate passed, 1 gate failed, 2 usage or runtime error, 130 interrupted.
+
+Every error is one line on stderr: library errors, OS errors, and option errors too
+(``error: No such option: --jsn (see 'audit scan --help')``, where click would draw a box);
+``--help`` stays rich. Messages quote user paths and file names, so they are printed without
+markup and with control characters shown as escapes (``audit.report.text``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import traceback
 import typer
 import typer.core
 import typer.exceptions
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from audit.errors import EXIT_ERROR, EXIT_INTERRUPTED, AuditError
 
@@ -21,11 +27,19 @@ class BoundaryGroup(typer.core.TyperGroup):
     """Catches library errors once, for every subcommand: one line on stderr, a documented
     exit code, never a traceback (set ``AUDIT_DEBUG=1`` to see one)."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # options of the group itself (`audit --bogus`) are parsed here
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:
+            _usage(exc)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a subcommand's options, an unknown subcommand
+            _usage(exc)
         except (typer.exceptions.Exit, typer.exceptions.Abort, typer.exceptions.TyperException):
-            raise  # --help, usage errors and Exit (typer >= 0.29 vendors click: these are its classes)
+            raise  # --help and Exit (typer >= 0.29 vendors click: these are its classes)
         except AuditError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
@@ -42,8 +56,20 @@ class BoundaryGroup(typer.core.TyperGroup):
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from audit.report.text import printable
+
+    line = printable(message)  # one line: a newline or escape sequence in a path cannot add one
+    typer.echo(line if code == EXIT_INTERRUPTED else f"error: {line}", err=True)
     raise typer.Exit(code)
+
+
+def _usage(exc: UsageError) -> None:
+    """click's option errors as one line (its rich box took five), with where to get help."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc  # `audit scan` alone prints the help
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    _fail(exc.format_message() + hint, exc.exit_code)
 
 
 def new_app(help: str) -> typer.Typer:

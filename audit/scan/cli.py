@@ -68,6 +68,8 @@ def scan(
                                            help="Scan DIR as a new batch against the pool saved in STORE."),
     update: bool = typer.Option(False, "--update", rich_help_panel=_STORE,
                                 help="With --against: add this batch to STORE when the gate passes."),
+    lock_timeout: float = typer.Option(600.0, "--lock-timeout", min=0, metavar="SECONDS", rich_help_panel=_STORE,
+                                       help="How long --save-index and --update wait while another run writes STORE, then exit 2."),
     size: Optional[str] = typer.Option(None, "--size", metavar="HxW",
                                        help="Resize every image to H×W (bilinear, keeps chains linear), e.g. 32x32. Default: keep, or the most common size."),
     dim: int = typer.Option(DEFAULT_DIM, "--dim", min=1, rich_help_panel=_TUNING,
@@ -78,6 +80,8 @@ def scan(
                                   help="Comma-separated detectors to run (--against never runs cluster)."),
     top: int = typer.Option(10, "--top", min=1, help="Findings listed in the text summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
+    include_hidden: bool = typer.Option(False, "--include-hidden",
+                                        help="Also read hidden entries (names starting with '.'), which are otherwise skipped and listed in the reports."),
 ) -> None:
     """Scan an unlabeled image pool for poisoning: interpolation bridges, clusters of
     near-identical images, near duplicates (paper 5.2). Exit 0 pass, 1 gate failed, 2 error."""
@@ -89,21 +93,27 @@ def scan(
         raise DataError(f"{directory}: no such file or directory")
     if labeled is not None and not labeled.is_dir():
         raise DataError(f"--labeled {labeled}: not a directory (expected one sub-folder of images per class)")
-    if against is not None and not against.is_dir():
-        raise CheckpointError(f"--against {against}: no scan index there; create one with "
-                              f"`audit scan POOL --save-index {against}`")
-    for flag, out_path in (("--json", json_path), ("--html", html_path), ("--csv", csv_path),
-                           ("--save-index", save_index), ("--against", against if update else None)):
-        if out_path is not None and directory.is_dir() and _inside(out_path, directory):
-            raise InvalidParameterError(f"{flag} {out_path} is inside the scanned folder {directory}, which "
-                                        "audit scan never modifies; write it elsewhere")
+    from audit.scan.store_layout import check_store_path  # standard library only: --help stays fast
+
+    for flag, store_path, writes in (("--save-index", save_index, True), ("--against", against, update)):
+        if store_path is not None:  # not a store (a file, a device, a folder of data): refused, never replaced
+            check_store_path(store_path, write=writes, flag=flag)
     hw = parse_size(size)
+    # every output checked against every input before the scan (audit/outputs.py)
+    from audit.outputs import FILE, REPLACED, Output, prepare_outputs
+
+    scanned = "scanned folder" if directory.is_dir() else "scanned file"
+    prepare_outputs([Output("--json", json_path, FILE), Output("--html", html_path, FILE),
+                     Output("--csv", csv_path, FILE), Output("--save-index", save_index, REPLACED)],
+                    {scanned: directory, "--labeled": labeled, "--against": against})
     # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
     from audit.data.load import load_images, load_labeled_folder
     from audit.report import github_annotations, render_console, write_csv, write_html, write_json
     from audit.report.ci import gate
     from audit.report.json import dumps
+    from audit.report.text import printable
     from audit.scan import ScanConfig, save_index as store_index, scan_against
+    from audit.scan.store import update_store
     from audit.scan.pipeline import scan_with_context
 
     config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()))
@@ -112,14 +122,19 @@ def scan(
     err = Console(stderr=True, quiet=quiet)
     out = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
     with _progress(err) as progress:
-        images = load_images(directory, size=hw, progress=lambda d, t: progress("read", d, t))
+        images = load_images(directory, size=hw, include_hidden=include_hidden,
+                             progress=lambda d, t: progress("read", d, t))
         if len(images) == 0:
             raise EmptyDatasetError(f"{directory}: no readable image ({len(images.unreadable)} unreadable files)")
         labeled_set = None
         if labeled is not None:
             labeled_set = load_labeled_folder(labeled, size=hw or images.shape[:2], channels=images.shape[2],
                                               progress=lambda d, t: progress("read labeled", d, t))
-        if against is not None:
+        added = 0
+        if against is not None and update:  # one pass holding STORE's lock: scan, gate, append
+            result, added = update_store(images, against, config, accept=lambda r: gate(r, fail_on.value) == 0,
+                                         labeled=labeled_set, progress=progress, lock_timeout=lock_timeout)
+        elif against is not None:
             result = scan_against(images, against, config, labeled=labeled_set, progress=progress)
         else:
             if len(images) < 3:
@@ -129,7 +144,7 @@ def scan(
             result, context = scan_with_context(images, config, labeled=labeled_set, progress=progress)
             if save_index is not None:
                 progress("save index", 0, 1)
-                store_index(context, save_index)  # the features and index just built, not rebuilt
+                store_index(context, save_index, lock_timeout=lock_timeout)  # the features and index just built
                 progress("save index", 1, 1)
 
     level = fail_on.value
@@ -144,20 +159,18 @@ def scan(
         written.append(write_csv(result, csv_path))
     if save_index is not None:
         written.append(save_index)
-    added = False  # after the reports: a failed update still leaves them
-    if update and code == 0:  # an ingestion gate: a batch that failed never joins the store
-        with _progress(err) as progress:
-            scan_against(images, against, config, update=True, labeled=labeled_set, progress=progress)
-        added = True
 
     if not quiet:
         render_console(result, out if output_format is OutputFormat.text else err, fail_on=level)
         for path in written:
-            err.print(f"wrote {path}", highlight=False, markup=False)
+            err.print(f"wrote {printable(path)}", highlight=False, markup=False)
         if added:
-            err.print(f"added {len(images)} images to {against}", highlight=False, markup=False)
+            err.print(f"added {added} images to {printable(against)}", highlight=False, markup=False)
+        elif update and code == 0:
+            err.print(f"nothing added to {printable(against)}: the batch's images are already in it",
+                      highlight=False, markup=False)
         elif update:
-            err.print(f"not added to {against}: the gate failed", highlight=False, markup=False)
+            err.print(f"not added to {printable(against)}: the gate failed", highlight=False, markup=False)
     if output_format is OutputFormat.github:
         root = str(directory) if directory.is_dir() else None
         typer.echo(github_annotations(result, file_root=root, local_ids=set(images.ids)), nl=False)
@@ -184,13 +197,6 @@ def _with_stored_previews(batch, result, store: Path):
     rows = np.asarray(st["rows"][[i for i, _ in want]]).reshape((len(want),) + tuple(st["shape"]))
     old = ImageSet(images=np.ascontiguousarray(rows), ids=tuple(mid for _, mid in want))
     return ImageSet.concat([batch.without_labels(), old])
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

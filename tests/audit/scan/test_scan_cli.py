@@ -202,3 +202,186 @@ def test_unknown_detector_names_the_valid_ones(pools):
     res = _invoke(pools["clean"], "--detectors", "bridge,colinear")
     assert res.exit_code == 2
     assert "Unknown detector 'colinear'. Available: bridge, cluster, near_duplicate" in res.stderr
+
+
+# --- the output policy, before any work (#12) ----------------------------------------------------
+import errno  # noqa: E402
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+
+
+def _state(path: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every file under ``path`` (or of the file itself)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in files}
+
+
+@pytest.fixture()
+def no_scan(monkeypatch):
+    """Reading any image fails the test: the policy must refuse before the scan starts."""
+    def refuse(*a, **k):
+        raise AssertionError("the scan started before the outputs were checked")
+
+    monkeypatch.setattr("audit.data.load.load_images", refuse)
+
+
+def _npz(tmp_path: Path) -> Path:
+    from audit.data.imageset import ImageSet
+    from audit.data.write import write_npz
+
+    with np.load(FIXTURE) as z:
+        images = z["images"][:40]
+    return write_npz(ImageSet(images=images, ids=tuple(f"{i:03d}" for i in range(40))), tmp_path / "in.npz")
+
+
+def _one_error_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+def test_a_report_onto_the_scanned_file_is_refused_and_the_file_kept(tmp_path, no_scan):
+    data = _npz(tmp_path)
+    before = _state(data)
+    line = _one_error_line(_invoke(data, "--json", data))
+    assert line == f"error: --json {data} is the scanned file {data}, which is only read; write it elsewhere"
+    link = tmp_path / "alias.json"
+    link.symlink_to(data)
+    assert "is the scanned file" in _one_error_line(_invoke(data, "--html", link))
+    assert _state(data) == before
+
+
+def test_outputs_in_the_labeled_folder_or_around_the_pool_are_refused(pools, tmp_path, no_scan):
+    labeled_before, pool_before = _state(pools["labeled"]), _state(pools["clean"])
+    line = _one_error_line(_invoke(pools["clean"], "--labeled", pools["labeled"], "--csv", pools["labeled"] / "x.csv"))
+    assert "--csv" in line and "is inside --labeled" in line
+    line = _one_error_line(_invoke(pools["clean"], "--labeled", pools["labeled"], "--html", pools["labeled"]))
+    assert "--html" in line and "is --labeled" in line
+    assert _state(pools["labeled"]) == labeled_before and _state(pools["clean"]) == pool_before
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_report_never_replaces_a_device_fifo_or_folder(pools, tmp_path, no_scan, kind):
+    target = tmp_path / "r.json"
+    if kind == "device":
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+        except OSError as exc:
+            pytest.skip(f"cannot create a device node here ({exc})")
+    elif kind == "fifo":
+        os.mkfifo(target)  # writing to it would block forever
+    else:
+        target.mkdir()
+    before = os.lstat(target)
+    line = _one_error_line(_invoke(pools["clean"], "--json", target))
+    assert f"--json {target} is a" in line and ("not a regular file" in line or "give a file name" in line)
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
+
+
+def test_dev_null_is_refused_not_replaced(pools, no_scan):
+    line = _one_error_line(_invoke(pools["clean"], "--json", "/dev/null"))
+    assert line.startswith("error: --json /dev/null is a character device, not a regular file")
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_an_unwritable_report_folder_is_found_before_the_scan(pools, tmp_path, no_scan):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root: use a folder the kernel refuses even to root
+            ro = Path("/sys")
+            try:
+                os.close(os.open(ro / ".audit-probe", os.O_CREAT | os.O_WRONLY | os.O_EXCL))
+                os.unlink(ro / ".audit-probe")
+                pytest.skip("no read-only folder available to this user")
+            except OSError:
+                pass
+        line = _one_error_line(_invoke(pools["clean"], "--html", ro / "reports" / "r.html"))
+        assert f"--html {ro / 'reports' / 'r.html'}: cannot write in {ro}" in line
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_disk_full_is_one_line_naming_the_report(pools, tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("audit.atomic.os.fsync", full)
+    out = tmp_path / "r.json"
+    line = _one_error_line(_invoke(pools["clean"], "--json", out, "--quiet"))
+    assert line == f"error: cannot write {out}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_option_errors_are_one_line_and_help_stays_rich(pools):
+    res = _invoke(pools["clean"], "--fail-on", "sometimes")
+    line = _one_error_line(res)
+    assert line.startswith("error: Invalid value for '--fail-on'") and "'sometimes'" in line
+    assert line.endswith(" scan --help')")  # "(see 'audit scan --help')"; CliRunner names the program "root"
+    assert "No such option: --jsn" in _one_error_line(_invoke(pools["clean"], "--jsn", "x"))
+    res = runner.invoke(app, ["scan", "--help"])
+    assert res.exit_code == 0 and " scan [OPTIONS]" in res.stdout and "╭" in res.stdout  # rich panels
+    assert "--include-hidden" in res.stdout
+
+
+# --- hostile names and what the reader skipped -------------------------------------------------
+ESC_NAME = "\x1b[2J\x1b[Hclear.png"
+FORGED_NAME = "x\ngate passed (fail on: error)\n.png"
+BIDI_NAME = "poster\u202egnp.exe.png"
+
+
+@pytest.fixture()
+def hostile_pool(tmp_path) -> Path:
+    with np.load(FIXTURE) as z:
+        images = z["images"]
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    for i in range(30):
+        _write_png(folder / f"img_{i:03d}.png", images[2 * i])
+    for k, name in enumerate((ESC_NAME, FORGED_NAME, BIDI_NAME, os.fsdecode(b"caf\xe9-\xff.png"), ".hidden.png")):
+        # a name that is not UTF-8 (Latin-1 bytes) is written through its surrogateescape str
+        Image.fromarray(images[100 + 3 * k][..., 0]).save(folder / name, format="PNG")
+    return folder
+
+
+def test_hostile_names_are_scanned_and_shown_escaped_everywhere(hostile_pool, tmp_path):
+    before = _state(hostile_pool)
+    out = tmp_path / "out"
+    res = _invoke(hostile_pool, "--json", out / "r.json", "--html", out / "r.html", "--csv", out / "r.csv")
+    assert res.exit_code == 0, res.output
+    for text in (res.stdout, res.stderr):
+        assert not {"\x1b", "\u202e", "\udce9", "\udcff"} & set(text)
+        assert not any(line.startswith("gate passed") and "x.png" in line for line in text.splitlines())
+    assert res.stdout.count("gate passed") == 1  # the real verdict only
+    raw_id = os.fsdecode(b"caf\xe9-\xff.png")
+    shown = ["\\x1b[2J\\x1b[Hclear.png", "x\\x0agate passed (fail on: error)\\x0a.png", "poster\\u202egnp.exe.png",
+             "caf\\udce9-\\udcff.png"]
+    rows = list(csv.reader((out / "r.csv").open(newline="", encoding="utf-8")))
+    assert set(shown) <= {r[0] for r in rows[1:]}  # every hostile name scanned, shown escaped
+    assert len(rows) == 1 + 34  # 30 + 4 hostile names, one row each; the hidden file skipped
+    page = (out / "r.html").read_text(encoding="utf-8")  # written: no UnicodeEncodeError
+    assert "<b>images</b>: 34" in page
+    doc = json.loads((out / "r.json").read_text())
+    assert doc["n_images"] == 34 and doc["root"] == str(hostile_pool)
+    n_skipped = doc["n_skipped"]  # the hidden file, once the reader lists what it skips
+    assert (f"{n_skipped} skipped" in res.stdout) == (n_skipped > 0)
+    # the JSON keeps exact ids: a near-duplicate or other finding quoting them round-trips
+    ids_in_json = {m["id"] for f in doc["findings"] for m in f["members"]} | {u["path"] for u in doc["skipped"]}
+    assert not ids_in_json - ({ESC_NAME, FORGED_NAME, BIDI_NAME, raw_id, ".hidden.png"}
+                              | {f"img_{i:03d}.png" for i in range(30)})
+    assert _state(hostile_pool) == before
+
+
+def test_include_hidden_reads_hidden_entries(hostile_pool):
+    res = _invoke(hostile_pool, "--format", "json", "--quiet")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    res_all = _invoke(hostile_pool, "--format", "json", "--quiet", "--include-hidden")
+    assert res_all.exit_code == 0, res_all.output
+    doc_all = json.loads(res_all.stdout)
+    assert doc_all["n_images"] == doc["n_images"] + 1
+    assert doc["n_images"] == 34  # 30 + the three hostile names + the non-UTF-8 one
