@@ -1,5 +1,9 @@
 """The ``redteam`` command: ``inject`` (poison a dataset), ``train-gan`` (the generator of the
-paper's 4.2 attack), ``bench`` (inject, train, audit, score: paper 3.2 and 5)."""
+paper's 4.2 attack), ``bench`` (inject, train, audit, score: paper 3.2 and 5).
+
+Outputs follow ``audit.outputs`` (checked before any work: never in or around the dataset read).
+Every message that quotes a path is printed without rich markup and with control characters
+escaped, so ``--out 'x[/]'`` is just a folder name."""
 
 from __future__ import annotations
 
@@ -60,6 +64,17 @@ def _convert(value: str, kind: Any, key: str, owner: str) -> Any:
     return value
 
 
+def _dataset_inputs(dataset: str, root: Optional[str]) -> dict[str, Any]:
+    """The paths a command reads its dataset from, for the output policy: a dataset path, or a
+    built-in's folder (``--root``, or fashion-mnist's default; digits ships inside scikit-learn)."""
+    from audit.data.builtin import BUILTINS, FASHION_MNIST_ROOT
+
+    if dataset in BUILTINS:
+        default = FASHION_MNIST_ROOT if dataset == "fashion-mnist" else None
+        return {"--root": root if root is not None else default}
+    return {"--dataset": dataset, "--root": root}
+
+
 def attack_config(attack: str, params: Sequence[str]) -> Any:
     """The attack's frozen Config from ``KEY=VALUE`` strings, each value converted to its field's
     type and then validated by the Config itself; None when ``params`` is empty (defaults)."""
@@ -110,18 +125,25 @@ def inject(
     attack: Annotated[str, _Opt(help="Attack (docs/attacks.md): " + ", ".join(ATTACKS) + ".")] = "linear",
     param: Annotated[Optional[list[str]], _Opt("--param", "-p", help=_PARAM_HELP)] = None,
     seed: Annotated[int, _Opt(help="Seed: the same seed writes the same bytes.")] = 0,
-    force: Annotated[bool, _Opt("--force", help="Overwrite a non-empty --out.")] = False,
+    force: Annotated[bool, _Opt("--force", help="Replace an --out that holds an earlier inject output (recognised by "
+                                                "its manifest); any other non-empty folder is refused.")] = False,
 ) -> None:
     """Write a poisoned copy of a dataset and its ground-truth manifest (paper 3.1).
 
     n = max(2, round(ratio × clean unlabeled pool)) images between a labeled x' of class y* and a test image x*.
 
     Unlabeled file names are keyed hashes: only manifest.json says which are poisoned.
+
+    --out is written as a hidden sibling folder and renamed into place at the end: an interrupted
+    run leaves nothing half-written there.
     """
     from rich.console import Console
+    from rich.text import Text
 
-    from redteam.inject import InjectConfig, check_out_dir, write_poisoned
     from audit.data.load import load_dataset
+    from audit.outputs import REPLACED, Output, prepare_outputs
+    from audit.report.text import printable as p
+    from redteam.inject import InjectConfig, check_out_dir, write_poisoned
     from redteam.inject import inject as run_inject
 
     start = time.perf_counter()
@@ -130,19 +152,22 @@ def inject(
         target_label=target_label, source=source, ratio=ratio, count=count, density=density, attack=attack,
         seed=seed, attack_config=attack_config(attack, param or []),
     )
-    check_out_dir(out, force=force)  # fail before the (possibly slow) load and injection
+    # fail before the (possibly slow) load and injection
+    prepare_outputs([Output("--out", out, REPLACED)], _dataset_inputs(dataset, root))
+    check_out_dir(out, force=force)
     ds = run_inject(load_dataset(dataset, root), config)
     write_poisoned(ds, out, force=force)
     m = ds.manifest
-    console = Console()
-    console.print(f"[bold]Poisoned[/bold] {m.dataset} written to [cyan]{out}[/cyan] "
-                  f"in {time.perf_counter() - start:.1f} s")
-    console.print(f"  labeled {m.labeled_size}, unlabeled {m.unlabeled_size} = {m.unlabeled_pool_size} clean "
-                  f"+ [red]{m.n} poisoned[/red] ({m.attack}, density {m.density}, seed {m.seed})")
-    console.print(f"  target x*: {m.target.path} (true label {m.target.label} '{m.target.class_name}')"
-                  f" -> y* = {m.target_label} '{m.target_label_name}'")
-    console.print(f"  source x': {m.source.path} ({m.source.split} index {m.source.index})")
-    console.print(f"  ground truth: {out / 'manifest.json'}")
+    console = Console(highlight=False, soft_wrap=True)  # a path is never broken across lines
+    console.print(Text.assemble(("Poisoned", "bold"), f" {p(m.dataset)} written to ", (p(out), "cyan"),
+                                f" in {time.perf_counter() - start:.1f} s"))
+    console.print(Text.assemble(f"  labeled {m.labeled_size}, unlabeled {m.unlabeled_size} = {m.unlabeled_pool_size} "
+                                "clean + ", (f"{m.n} poisoned", "red"), f" ({m.attack}, density {m.density}, "
+                                f"seed {m.seed})"))
+    console.print(Text(f"  target x*: {p(m.target.path)} (true label {m.target.label} '{p(m.target.class_name)}')"
+                       f" -> y* = {m.target_label} '{p(m.target_label_name)}'"))
+    console.print(Text(f"  source x': {p(m.source.path)} ({m.source.split} index {m.source.index})"))
+    console.print(Text(f"  ground truth: {p(out / 'manifest.json')}"))
 
 
 @app.command("train-gan")
@@ -166,8 +191,11 @@ def train_gan(
     from redteam.generative.train import GanTrainConfig, config_json, pick_device, save_generator
     from redteam.generative.train import train_gan as run_train
 
+    from audit.outputs import FILE, Output, prepare_outputs
+
     config = GanTrainConfig(steps=steps, batch_size=batch_size, latent_dim=latent_dim, width=width, seed=seed,
                             device=device)
+    prepare_outputs([Output("--out", out, FILE)], _dataset_inputs(dataset, root))
     if out.exists() and not force:
         raise InvalidParameterError(f"The 'out' parameter of train-gan must be a new file. Got '{out}', which "
                                     f"exists; pass --force to overwrite it.")
@@ -184,7 +212,9 @@ def train_gan(
             "device": str(pick_device(device)), "seconds": round(time.perf_counter() - start, 1)}
     save_generator(out, generator, info)
     s = generator.shape
-    typer.echo(f"wrote {out}: a {s.size}×{s.size}×{s.channels} generator (latent {s.latent_dim}) after "
+    from audit.report.text import printable
+
+    typer.echo(f"wrote {printable(out)}: a {s.size}×{s.size}×{s.channels} generator (latent {s.latent_dim}) after "
                f"{config.steps} steps in {info['seconds']} s")
 
 
@@ -242,8 +272,11 @@ def bench(
     from dataclasses import replace
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from audit.outputs import FOLDER, Output, prepare_outputs
+    from audit.report.text import printable
     from redteam.bench import PRESETS, run_bench
 
     config = PRESETS.get(preset)()
@@ -259,6 +292,7 @@ def bench(
     config = replace(config, **overrides, train=replace(config.train, **train))
     if overrides or train:
         config = replace(config, preset=f"{config.preset} (modified)")
+    prepare_outputs([Output("--out", out, FOLDER)], _dataset_inputs(config.dataset, config.root))
     if threads > 0:
         import faiss
         import torch
@@ -270,7 +304,7 @@ def bench(
     start = time.perf_counter()
     state = {"computed": 0, "t0": start}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+               TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         trials_task = progress.add_task("trials", total=None, info="")
         phase_task = progress.add_task("", total=None, info="", visible=False)
@@ -279,10 +313,10 @@ def bench(
             if e.kind == "start":
                 state["t0"] = time.perf_counter()
                 progress.update(trials_task, total=e.total, completed=e.done,
-                                info=f"{e.done} reused from {out}" if e.done else "")
+                                info=f"{e.done} reused from {printable(out)}" if e.done else "")
             elif e.kind == "trial":
-                progress.update(phase_task, visible=True, description=e.spec.label(), completed=0, total=None,
-                                info="")
+                progress.update(phase_task, visible=True, description=escape(printable(e.spec.label())), completed=0,
+                                total=None, info="")
             elif e.kind == "phase":
                 total = e.steps if e.phase == "train" else None
                 progress.update(phase_task, completed=e.step, total=total, info=e.phase)
@@ -290,7 +324,7 @@ def bench(
                 state["computed"] += 1
                 per = (time.perf_counter() - state["t0"]) / state["computed"]
                 eta = time.strftime("%H:%M:%S", time.gmtime(per * (e.total - e.done)))
-                failed = "" if e.result.ok else f"  [red]last trial failed: {e.result.error.splitlines()[0]}[/red]"
+                failed = "" if e.result.ok else f"  last trial failed: {printable(e.result.error.splitlines()[0])}"
                 progress.update(trials_task, completed=e.done, info=f"ETA {eta}{failed}")
 
         outcome = run_bench(config, out, retry_failed=retry_failed, on_event=on_event)
@@ -300,9 +334,9 @@ def bench(
     typer.echo(f"bench '{config.preset}': {ok}/{len(outcome.results)} trials finished "
                f"({outcome.computed} computed, {outcome.reused} reused) in {time.perf_counter() - start:.0f} s")
     for r in outcome.failed:
-        typer.echo(f"  FAILED {r.key}: {(r.error or '').splitlines()[0]}")
-    typer.echo(f"results: {outcome.results_path}")
-    typer.echo(f"report:  {outcome.report_path}")
+        typer.echo(f"  FAILED {printable(r.key)}: {printable((r.error or '').splitlines()[0])}")
+    typer.echo(f"results: {printable(outcome.results_path)}")
+    typer.echo(f"report:  {printable(outcome.report_path)}")
     if outcome.failed:
         raise typer.Exit(1)
 

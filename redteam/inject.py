@@ -15,7 +15,13 @@ Output folder (``write_poisoned``)::
 
     labeled/<class>/<id>.png      test/<class>/<id>.png
     unlabeled/<hash>.png          clean pool and poison alike: names are keyed hashes, leak nothing
-    manifest.json                 written last: a folder without it is an interrupted run
+    manifest.json                 the ground truth; also what marks the folder as ours
+
+The folder is written as a hidden sibling (``.OUT.PID.N.tmp``) and renamed into place at the end,
+so a killed or interrupted run never leaves a half-written dataset at ``OUT`` (its hidden folder
+is removed by the next run). ``force`` replaces only a folder this module wrote: exactly the
+entries above, with a manifest of this schema; any other non-empty folder is refused, even
+with ``force``.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audit.atomic import atomic_folder, remove_stale_temps
 from audit.data.imageset import ImageSet, Splits
 from audit.data.write import png_paths, write_bytes_atomic, write_pngs
 from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
@@ -356,41 +363,57 @@ def _source_endpoint(meta: dict, order: list[int], pool_idx: np.ndarray, names: 
                     class_name=_class_name(train, label), split="unlabeled")
 
 
-OUTPUT_ENTRIES = ("manifest.json", "labeled", "unlabeled", "test")  # manifest first: never stale
+OUTPUT_ENTRIES = ("manifest.json", "labeled", "unlabeled", "test")
+MAX_MANIFEST_BYTES = 256 << 20  # a manifest lists every poisoned file: megabytes at most
 
 
 def check_out_dir(out_dir: str | Path, *, force: bool = False) -> bool:
-    """Raise unless ``out_dir`` is new, empty, or ``force`` is set; True when it holds files."""
+    """Raise unless ``out_dir`` is new, an empty directory, or (with ``force``) an earlier output
+    of :func:`write_poisoned`; True when it is such an output, to be replaced."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise invalid_parameter("out", "inject", "a directory", str(out))
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise InvalidParameterError(
-                f"The 'out' parameter of inject must be a new or empty directory. Got '{out}', which is "
-                f"not empty; pass --force (force=True) to overwrite it."
-            )
-        return True
-    return False
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise invalid_parameter("out", "inject", "a new or empty directory (not a link or a file)", str(out))
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    foreign = sorted(e.name for e in os.scandir(out) if e.name not in OUTPUT_ENTRIES)
+    if foreign or not _our_manifest(out / "manifest.json"):
+        why = (f"it holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which redteam inject "
+               "does not write" if foreign else "it has no manifest.json of redteam inject")
+        raise InvalidParameterError(
+            f"The 'out' parameter of inject must be a new or empty directory, or an earlier inject output. Got "
+            f"'{out}', which is not empty and not an inject output ({why}); --force never replaces it: "
+            f"choose another --out.")
+    if not force:
+        raise InvalidParameterError(
+            f"The 'out' parameter of inject must be a new or empty directory. Got '{out}', which holds an "
+            f"earlier inject output (not empty); pass --force to replace it.")
+    return True
+
+
+def _our_manifest(path: Path) -> bool:
+    """A regular file of reasonable size holding a manifest of this schema."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
+            return False
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema_version") == SCHEMA_VERSION and "poisoned" in doc
 
 
 def write_poisoned(ds: PoisonedDataset, out_dir: str | Path, *, force: bool = False) -> Path:
-    """Write ``ds`` under ``out_dir`` (layout in the module doc); the manifest goes last.
+    """Write ``ds`` as ``out_dir`` (layout in the module doc), all at once: into a hidden sibling
+    renamed into place at the end, so ``out_dir`` is never half-written.
 
-    A non-empty ``out_dir`` is an error unless ``force``; with ``force`` only the entries this
-    function writes (labeled/, unlabeled/, test/, manifest.json) are removed first, so no stale
-    image of an earlier run stays in the pool. Returns ``out_dir``."""
-    out = Path(out_dir)
-    if check_out_dir(out, force=force):
-        for name in OUTPUT_ENTRIES:
-            p = out / name
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    for sub, split in (("labeled", ds.labeled), ("test", ds.test), ("unlabeled", ds.unlabeled)):
-        write_pngs(split.images, split.ids, out / sub)
-    text = json.dumps(ds.manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
-    write_bytes_atomic(out / "manifest.json", text.encode("utf-8"))
-    return out
+    ``out_dir`` must be new or empty; with ``force`` it may also be an earlier output of this
+    function (recognised by its entries and manifest), which is replaced as a whole, so no stale
+    image of an earlier run stays in the pool. Anything else is refused. Returns ``out_dir``."""
+    out = Path(os.path.abspath(out_dir))
+    replace = check_out_dir(out, force=force)
+    remove_stale_temps(out.parent, name=out.name, folders=True)  # what killed runs left
+    with atomic_folder(out, replace=replace) as tmp:
+        for sub, split in (("labeled", ds.labeled), ("test", ds.test), ("unlabeled", ds.unlabeled)):
+            write_pngs(split.images, split.ids, tmp / sub)
+        text = json.dumps(ds.manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
+        write_bytes_atomic(tmp / "manifest.json", text.encode("utf-8"))
+    return Path(out_dir)

@@ -191,15 +191,73 @@ def test_dataset_without_test_split_is_a_data_error(splits):
         inject(Splits(train=splits.train), InjectConfig(dataset="digits"))
 
 
-def test_non_empty_out_needs_force_and_force_removes_stale_files(splits, tmp_path):
+def test_force_replaces_an_earlier_output_as_a_whole(splits, tmp_path):
     ds = inject(splits, InjectConfig(dataset="digits", count=3, unlabeled=50))
     out = tmp_path / "o"
-    (out / "unlabeled").mkdir(parents=True)
-    (out / "unlabeled" / "stale.png").write_bytes(b"x")
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(InvalidParameterError, match="not empty; pass --force"):
+    write_poisoned(ds, out)
+    fresh = _tree(out)
+    (out / "unlabeled" / "stale.png").write_bytes(b"x")  # an image an earlier run left in the pool
+    with pytest.raises(InvalidParameterError, match="holds an earlier inject output \\(not empty\\); pass --force"):
         write_poisoned(ds, out)
+    assert (out / "unlabeled" / "stale.png").exists()
     write_poisoned(ds, out, force=True)
-    assert not (out / "unlabeled" / "stale.png").exists()
-    assert (out / "notes.txt").read_text() == "mine"  # only our own entries are replaced
-    assert len(list((out / "unlabeled").iterdir())) == len(ds.unlabeled)
+    assert _tree(out) == fresh  # exactly the new dataset: the stale image is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no hidden folder left beside it
+
+
+@pytest.mark.parametrize("make", ["user-folder", "extra-file", "foreign-manifest", "symlink"])
+def test_force_never_replaces_a_folder_inject_did_not_write(splits, tmp_path, make):
+    ds = inject(splits, InjectConfig(dataset="digits", count=3, unlabeled=50))
+    out = tmp_path / "o"
+    if make == "user-folder":  # a user's own dataset: the old --force deleted its labeled/ and unlabeled/
+        (out / "labeled" / "0").mkdir(parents=True)
+        (out / "labeled" / "0" / "mine.png").write_bytes(b"mine")
+        (out / "unlabeled").mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif make == "extra-file":
+        write_poisoned(ds, out)
+        (out / "notes.txt").write_text("mine")
+    elif make == "foreign-manifest":
+        out.mkdir()
+        (out / "manifest.json").write_text('{"schema_version": 1}')
+    else:
+        (tmp_path / "real").mkdir()
+        (tmp_path / "real" / "x").write_text("mine")
+        out.symlink_to(tmp_path / "real", target_is_directory=True)
+    before = _tree(tmp_path)
+    for force in (False, True):
+        with pytest.raises(InvalidParameterError, match="(not an inject output|not a link or a file)"):
+            write_poisoned(ds, out, force=force)
+    assert _tree(tmp_path) == before
+
+
+def test_an_interrupted_write_leaves_nothing_at_out_and_its_leftovers_go_next_time(splits, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import redteam.inject as inject_module
+
+    ds = inject(splits, InjectConfig(dataset="digits", count=3, unlabeled=50))
+    out = tmp_path / "o"
+    real = inject_module.write_pngs
+    calls = []
+
+    def ctrl_c_after_two_splits(images, rel, folder):
+        calls.append(folder)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(images, rel, folder)
+
+    monkeypatch.setattr(inject_module, "write_pngs", ctrl_c_after_two_splits)
+    with pytest.raises(KeyboardInterrupt):
+        write_poisoned(ds, out)
+    assert list(tmp_path.iterdir()) == []  # neither a half-written out nor its hidden folder
+    monkeypatch.setattr(inject_module, "write_pngs", real)
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # a kill -9 leaves the hidden folder behind
+    proc.wait()
+    (tmp_path / f".o.{proc.pid}.0.tmp" / "labeled").mkdir(parents=True)
+    (tmp_path / f".other.{proc.pid}.0.tmp").mkdir()  # another output's: not this run's to remove
+    write_poisoned(ds, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.{proc.pid}.0.tmp", "o"]
+    assert read_manifest(out).n == 3

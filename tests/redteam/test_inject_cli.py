@@ -65,15 +65,49 @@ def test_bad_inputs_exit_2_with_one_line_and_no_traceback(args, message, tmp_pat
     assert not (tmp_path / "o").exists()  # nothing written on a bad input
 
 
-def test_non_empty_out_requires_force(tmp_path):
+def test_non_empty_out_requires_force_and_force_only_replaces_an_inject_output(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "x").write_text("keep")
+    for extra in ((), ("--force",)):
+        result = _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(mine), *extra)
+        assert result.exit_code == 2 and "not an inject output (it holds x" in result.output
+        assert "--force never replaces it" in result.output and result.output.count("\n") == 1
+    assert [p.name for p in mine.iterdir()] == ["x"] and (mine / "x").read_text() == "keep"
+
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "x").write_text("keep")
+    assert _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(out)).exit_code == 0
     result = _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(out))
-    assert result.exit_code == 2 and "not empty; pass --force" in result.output
-    result = _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(out), "--force")
+    assert result.exit_code == 2 and "holds an earlier inject output (not empty); pass --force" in result.output
+    result = _run("--dataset", "digits", "--count", "3", "--unlabeled", "50", "--out", str(out), "--force")
     assert result.exit_code == 0, result.output
-    assert (out / "manifest.json").is_file() and (out / "x").read_text() == "keep"
+    assert json.loads((out / "manifest.json").read_text())["n"] == 3
+
+
+def test_paths_with_markup_and_control_characters_print_as_themselves(tmp_path):
+    out = tmp_path / "x[/]"
+    result = _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(out))
+    assert result.exit_code == 0, result.output  # was: a rich MarkupError after writing the dataset
+    assert f"written to {out} in" in result.output and f"ground truth: {out / 'manifest.json'}" in result.output
+    odd = tmp_path / "a\x1b[2Jb"
+    result = _run("--dataset", "digits", "--count", "2", "--unlabeled", "50", "--out", str(odd))
+    assert result.exit_code == 0 and "\x1b" not in result.output
+    assert f"written to {tmp_path}/a\\x1b[2Jb in" in result.output and (odd / "manifest.json").is_file()
+
+
+def test_out_inside_the_dataset_read_is_refused(tmp_path):
+    from audit.data.builtin import digits
+    from audit.data.write import write_png_folder
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        write_png_folder(getattr(digits(), split).subset(list(range(0, 200, 2))), data / split, by_class=True)
+    before = {p: p.stat().st_mtime_ns for p in data.rglob("*")}
+    result = _run("--dataset", str(data), "--count", "2", "--out", str(data / "train" / "poisoned"))
+    assert result.exit_code == 2 and f"is inside --dataset {data}" in result.output
+    result = _run("--dataset", str(data / "train"), "--count", "2", "--out", str(data), "--force")
+    assert result.exit_code == 2 and f"contains --dataset {data / 'train'}" in result.output
+    assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == before
 
 
 def test_missing_out_is_a_usage_error():
