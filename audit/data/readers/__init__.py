@@ -30,7 +30,7 @@ class Reader:
 
 
 def _idx_set(path: Path, opts: ReadOptions) -> ImageSet:
-    images, labels = idx.read_idx3_file(path)
+    images, labels = idx.read_idx3_file(path, opts.max_bytes)
     return ImageSet(images, index_ids(len(images)), labels, root=path)
 
 
@@ -41,7 +41,7 @@ def _idx_sniff_dir(path: Path) -> bool:
 def _idx_splits(path: Path, opts: ReadOptions) -> Splits:
     parts = {}
     for split, f in idx.find_idx_splits(path).items():
-        images, labels = idx.read_idx3_file(f)
+        images, labels = idx.read_idx3_file(f, opts.max_bytes)
         if labels is None:
             raise DataError(f"{f}: no idx1 labels file beside it")
         parts[split] = ImageSet(images, index_ids(len(images), f"{split}/"), labels, root=path)

@@ -10,7 +10,10 @@ not. Pixels follow :func:`~audit.data.readers._common.to_uint8` (uint8; integers
 floats in [0, 1] scaled by 255, or in [0, 255]).
 
 Always ``allow_pickle=False``: an object array is refused, never unpickled. Shapes are checked
-from the header before data is read, so a tiny file that claims a 10^10-pixel image is refused.
+from the headers before any data is read: a tiny file that claims a 10^10-pixel image, a 1.5 MB
+``.npz`` whose members inflate to 2,000,000 images, a zero-sized dimension, or arrays whose
+total (with the uint8 copy a conversion needs) is over the memory budget are refused with one
+line. Members the zip module cannot open (encrypted, deflate64, ...) are a DataError too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from audit.data.imageset import ImageSet, Splits
-from audit.data.readers._common import ReadOptions, harmonise, head, index_ids, to_uint8
+from audit.data.readers._common import (
+    SCAN_BYTES_PER_IMAGE, ReadOptions, budget_error, harmonise, head, index_ids, is_regular, to_uint8,
+)
 from audit.errors import DataError
 
 IMAGE_KEYS = ("images", "x", "X", "x_train", "data")
@@ -31,16 +36,16 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 
 def sniff_npy(path: Path) -> bool:
-    return path.is_file() and head(path, 6) == _NPY_MAGIC
+    return is_regular(path) and head(path, 6) == _NPY_MAGIC
 
 
 def sniff_npz(path: Path) -> bool:
-    if not (path.is_file() and head(path, 4) == b"PK\x03\x04"):
+    if not (is_regular(path) and head(path, 4) == b"PK\x03\x04"):
         return False
     try:
         with zipfile.ZipFile(path) as zf:
             return any(n.endswith(".npy") for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
         return False
 
 
@@ -63,42 +68,73 @@ def to_nhwc(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def _check_header(shape: tuple[int, ...], where: str, max_pixels: int) -> None:
-    """Refuse a claimed shape before reading its data (a compressed npz member can be a bomb)."""
+    """Refuse a claimed image shape before reading its data (a compressed npz member can be a bomb)."""
     if len(shape) in (3, 4):
+        if 0 in shape[1:]:
+            raise DataError(f"{where}: images of shape {shape[1:]} have a zero-sized dimension")
         hw = sorted(shape[1:], reverse=True)[:2]  # the two largest non-N dims: H and W, whatever the layout
         if hw[0] * hw[1] > max_pixels:
             raise DataError(f"{where}: images of shape {shape[1:]} exceed max_pixels={max_pixels}")
 
 
-def _load_member(zf: zipfile.ZipFile, name: str, where: str, max_pixels: int | None) -> np.ndarray:
+def array_cost(shape: tuple[int, ...], dtype: np.dtype, image: bool) -> int:
+    """Bytes an array costs once read: its data, plus the uint8 copy a conversion makes and the
+    scan's per-image state for image arrays (plain ints: no overflow)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    cost = n * int(dtype.itemsize)
+    if image:
+        cost += (n if dtype != np.uint8 else 0) + (int(shape[0]) if shape else 0) * SCAN_BYTES_PER_IMAGE
+    return cost
+
+
+_ZIP_ERRORS = (ValueError, OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError)
+
+
+def _member_header(zf: zipfile.ZipFile, name: str, where: str) -> tuple[tuple[int, ...], np.dtype]:
     fmt = np.lib.format
     try:
         with zf.open(name + ".npy") as fh:  # header only: refuse before inflating the data
             version = fmt.read_magic(fh)
             read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read_header(fh)
-        if dtype.hasobject:
-            raise DataError(f"{where}: '{name}' is an object array; refused (allow_pickle=False)")
-        if max_pixels is not None:
-            _check_header(shape, where, max_pixels)
+    except _ZIP_ERRORS as exc:  # encrypted ("password required"), deflate64, corrupt header, ...
+        raise DataError(f"{where}: cannot read array '{name}' ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{where}: '{name}' is an object array; refused (allow_pickle=False)")
+    return tuple(int(d) for d in shape), dtype
+
+
+def _load_member(zf: zipfile.ZipFile, name: str, where: str) -> np.ndarray:
+    try:
         with zf.open(name + ".npy") as fh:
-            return fmt.read_array(fh, allow_pickle=False)
-    except DataError:
-        raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except MemoryError:
+        raise DataError(f"{where}: array '{name}' does not fit in memory") from None
+    except _ZIP_ERRORS as exc:
         raise DataError(f"{where}: cannot read array '{name}' ({exc})") from None
 
 
-def read_npz_arrays(path: Path, max_pixels: int | None = None) -> dict[str, np.ndarray]:
-    """Every array of an npz (pickle never allowed); images checked against ``max_pixels``."""
+def read_npz_arrays(path: Path, max_pixels: int | None = None, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of an npz (pickle never allowed). Every member's header is read first: image
+    shapes are checked against ``max_pixels``, and the total against ``max_bytes``."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     with zf:
         names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-        return {n: _load_member(zf, n, str(path), max_pixels if n in IMAGE_KEYS or n.startswith("x") else None)
-                for n in names}
+        total = 0
+        for n in names:
+            shape, dtype = _member_header(zf, n, str(path))
+            image = n in IMAGE_KEYS or n.startswith("x")
+            if image and max_pixels is not None:
+                _check_header(shape, str(path), max_pixels)
+            total += array_cost(shape, dtype, image)
+        if max_bytes is not None and total > max_bytes:
+            raise budget_error(total, max_bytes, str(path), f"reading its {len(names)} arrays")
+        return {n: _load_member(zf, n, str(path)) for n in names}
 
 
 def _labels(y: np.ndarray | None, n: int, where: str) -> np.ndarray | None:
@@ -127,7 +163,7 @@ def _ids(raw: np.ndarray | None, n: int, where: str, prefix: str = "") -> tuple[
 
 def read_npz(path: Path, opts: ReadOptions = ReadOptions()) -> ImageSet:
     """One image set from an npz (see the key list in the module docstring)."""
-    arrays = read_npz_arrays(path, opts.max_pixels)
+    arrays = read_npz_arrays(path, opts.max_pixels, opts.max_bytes)
     key = next((k for k in IMAGE_KEYS if k in arrays), None)
     if key is None:
         raise DataError(
@@ -156,21 +192,30 @@ def read_npy(path: Path, opts: ReadOptions = ReadOptions()) -> ImageSet:
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy image array ({exc})") from None
     _check_header(arr.shape, str(path), opts.max_pixels)
-    images = to_nhwc(np.asarray(arr), str(path))
+    in_place = arr.dtype == np.uint8 and arr.ndim in (3, 4) and (arr.ndim == 3 or arr.shape[3] in (1, 3))
+    # a uint8 N×H×W(×C) map is used as it is (pages stay in the page cache); anything else is
+    # converted into memory, so it counts against the budget
+    cost = len(arr) * SCAN_BYTES_PER_IMAGE if in_place else array_cost(arr.shape, np.dtype(np.uint8), True)
+    if cost > opts.max_bytes:
+        raise budget_error(cost, opts.max_bytes, str(path), f"an image array of shape {arr.shape}")
+    images = to_nhwc(arr, str(path))
     return ImageSet(images=images, ids=index_ids(len(images)), root=path)
 
 
 def sniff_npz_splits(path: Path) -> bool:
     if not sniff_npz(path):
         return False
-    with zipfile.ZipFile(path) as zf:
-        names = {n[:-4] for n in zf.namelist()}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = {n[:-4] for n in zf.namelist()}
+    except _ZIP_ERRORS:
+        return False
     return "x_train" in names or bool(names & set(IMAGE_KEYS))
 
 
 def read_npz_splits(path: Path, opts: ReadOptions = ReadOptions()) -> Splits:
     """x_train/y_train, x_test/y_test, x_unlabeled; or a single images/labels set as train."""
-    arrays = read_npz_arrays(path, opts.max_pixels)
+    arrays = read_npz_arrays(path, opts.max_pixels, opts.max_bytes)
     if "x_train" not in arrays:
         return Splits(train=read_npz(path, opts), name=path.stem)
     parts = []

@@ -187,9 +187,9 @@ class _Stats:
             out.append(f"working size {h}×{w}: the most common size {how['majority_size'].replace('x', '×')} scaled so "
                        f"its longer side is {how['max_side']} (a linear map, so bridges stay lines)")
         if len(self.sizes) > 1 or len(self.modes) > 1:
-            sizes = ", ".join(f"{a}×{b} ({k})" for (a, b), k in self.sizes.most_common(3))
+            sizes = ", ".join(f"{a}×{b}: {k}" for (a, b), k in self.sizes.most_common(3))
             modes = ", ".join(f"{m} {k}" for m, k in self.modes.most_common())
-            out.append(f"{len(self.sizes)} native sizes (most common: {sizes}); modes: {modes}")
+            out.append(f"native sizes: {len(self.sizes)} distinct (most common {sizes}); modes: {modes}")
         if c["resized"]:
             out.append(f"resized {c['resized']} of {n} images to {h}×{w}")
         if c["upscaled"]:

@@ -7,50 +7,106 @@ uint32 per dimension, then the data.
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 
+from audit.data.readers._common import (
+    DEFAULT_MAX_BYTES, NotRegularFile, budget_error, check_budget, open_regular, os_reason,
+)
 from audit.errors import DataError
 
-_MAX_BYTES = 1 << 33  # refuse a header that claims more than 8 GiB: a corrupt or hostile file
 
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """The array stored in one IDX file (uint8 only, as MNIST-style files are)."""
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
+def _open(path: Path):
+    """A binary stream of the IDX bytes (gunzipped for ``.gz``), opened without blocking on a
+    FIFO and only for a regular file."""
     try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
+        fd, st = open_regular(path)
+    except NotRegularFile as exc:
+        raise DataError(f"{path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read IDX file ({os_reason(exc)})") from None
+    fh = os.fdopen(fd, "rb")
+    return (gzip.GzipFile(fileobj=fh, mode="rb") if path.name.endswith(".gz") else fh), fh, st.st_size
+
+
+def read_idx(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """The array stored in one IDX file (uint8 only, as MNIST-style files are).
+
+    The header's dimensions are checked before any data is read: a dimension of 0, a product
+    over ``max_bytes`` (a 3 MB gzip file can claim 6 GB), or a raw file whose size disagrees is
+    refused; the data is then read into one buffer of exactly the claimed size."""
+    path = Path(path)
+    stream, raw_fh, file_size = _open(path)
+    try:
+        with stream:
+            head = _read(stream, 4, path)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            if head[2] != 0x08:
+                raise DataError(f"{path}: IDX type code 0x{head[2]:02x} is not supported (only uint8, 0x08)")
+            ndim = head[3]
+            if not 1 <= ndim <= 4:
+                raise DataError(f"{path}: IDX files with {ndim} dimensions are not supported (1 to 4)")
+            raw_dims = _read(stream, 4 * ndim, path)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = tuple(int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            if 0 in dims:
+                raise DataError(f"{path}: IDX header has a dimension of 0 ({dims}): no data")
+            size = 1
+            for d in dims:  # Python ints: a product of four uint32 never overflows to 0 here
+                size *= d
+            if size > max_bytes:
+                raise budget_error(size, max_bytes, str(path), f"an IDX array of shape {dims}")
+            if ndim == 3:
+                check_budget(dims[0], dims[1] * dims[2], max_bytes, str(path), what=f"IDX images {dims}")
+            header = 4 + 4 * ndim
+            if not path.name.endswith(".gz") and file_size - header != size:
+                raise DataError(f"{path}: IDX header says {dims} ({size} bytes) but the file holds {file_size - header}")
+            out = np.empty(size, np.uint8)  # pages are touched only as data arrives
+            got = _read_into(stream, out, path)
+            if got != size or stream.read(1):
+                raise DataError(f"{path}: IDX header says {dims} ({size} bytes) but the file holds "
+                                f"{'more' if got == size else got}")
+    finally:
+        raw_fh.close()
+    return out.reshape(dims)
+
+
+def _read(stream, n: int, path: Path) -> bytes:
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise DataError(f"{path}: IDX type code 0x{raw[2]:02x} is not supported (only uint8, 0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(dims, dtype=np.int64))
-    if size > _MAX_BYTES or len(raw) - header != size:
-        raise DataError(f"{path}: IDX header says {dims} ({size} bytes) but the file holds {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
-def read_idx_images(path: str | Path) -> np.ndarray:
+def _read_into(stream, out: np.ndarray, path: Path) -> int:
+    view, got = memoryview(out), 0
+    try:
+        while got < len(out):
+            n = stream.readinto(view[got : got + (16 << 20)])
+            if not n:
+                break
+            got += n
+    except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+    return got
+
+
+def read_idx_images(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """uint8 N×H×W×1 from an idx3 file."""
-    arr = read_idx(path)
+    arr = read_idx(path, max_bytes)
     if arr.ndim != 3:
         raise DataError(f"{path}: expected a 3-dimensional IDX image file, got {arr.ndim} dimensions")
     return arr[..., None]
 
 
-def read_idx_pair(images: str | Path, labels: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    x = read_idx_images(images)
-    y = read_idx(labels)
+def read_idx_pair(images: str | Path, labels: str | Path,
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    x = read_idx_images(images, max_bytes)
+    y = read_idx(labels, max_bytes)
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")
     return x, y.astype(np.int64)
@@ -64,13 +120,16 @@ def read_idx_pair(images: str | Path, labels: str | Path) -> tuple[np.ndarray, n
 
 def _idx_header(path: Path) -> bytes:
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                return fh.read(4)
-        with open(path, "rb") as fh:
-            return fh.read(4)
-    except (OSError, EOFError):
+        stream, raw_fh, _ = _open(path)
+    except DataError:
         return b""
+    try:
+        with stream:
+            return stream.read(4)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return b""
+    finally:
+        raw_fh.close()
 
 
 def sniff_idx3(path: str | Path) -> bool:
@@ -91,13 +150,13 @@ def labels_for(images: Path) -> Path | None:
     return None
 
 
-def read_idx3_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+def read_idx3_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 N×H×W×1, and int64 labels when the paired idx1 file lies beside it."""
     path = Path(path)
     lab = labels_for(path)
     if lab is None:
-        return read_idx_images(path), None
-    return read_idx_pair(path, lab)
+        return read_idx_images(path, max_bytes), None
+    return read_idx_pair(path, lab, max_bytes)
 
 
 def find_idx_splits(root: str | Path) -> dict[str, Path]:

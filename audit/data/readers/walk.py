@@ -13,7 +13,8 @@ Policies (the reason for each, because a reviewer will ask):
   the root) and symlinks to files outside the root (the HTML report would embed a file the user
   did not point at, e.g. a private photo). With ``follow_symlinks`` both are read, as a loader
   using ``os.walk(followlinks=True)`` (torchvision's ``ImageFolder``) would, and every real
-  directory is entered once (by device and inode), so loops end. Broken links, link loops and
+  directory is entered once (by device and inode; the real tree first, so a link never takes a
+  real directory's ids), so loops end. Broken links, link loops and
   links to FIFOs/devices/sockets are unreadable with a reason.
 - **Errors per entry**: a directory that cannot be listed (permission, a path longer than
   PATH_MAX, replaced by a file during the scan, vanished) is one unreadable entry; the walk goes
@@ -66,7 +67,16 @@ def scan_tree(root: Path, include_hidden: bool = False, follow_symlinks: bool = 
     except OSError:
         pass
     stack = [("", str(root))]
-    while stack:
+    links: list[tuple[str, str, tuple[int, int]]] = []  # directory symlinks to follow, after the real tree
+    while stack or links:
+        if not stack:  # real directories first, so a link never takes a real directory's ids
+            rel, path, key = links.pop(0)
+            if key in visited:
+                tree.skipped.append(Unreadable(rel, REPEAT_DIR))
+            else:
+                visited.add(key)
+                stack.append((rel, path))
+            continue
         rel_dir, abs_dir = stack.pop()
         try:
             with os.scandir(abs_dir) as it:
@@ -83,7 +93,7 @@ def scan_tree(root: Path, include_hidden: bool = False, follow_symlinks: bool = 
                 continue
             try:
                 if e.is_symlink():
-                    _link(tree, e, rel, root_real, follow_symlinks, visited, stack)
+                    _link(tree, e, rel, root_real, follow_symlinks, links)
                 elif e.is_dir(follow_symlinks=False):
                     if follow_symlinks:  # only then can a directory be reached twice
                         st = e.stat(follow_symlinks=False)
@@ -103,7 +113,7 @@ def scan_tree(root: Path, include_hidden: bool = False, follow_symlinks: bool = 
     return tree
 
 
-def _link(tree: Tree, e: os.DirEntry, rel: str, root_real: str, follow: bool, visited: set, stack: list) -> None:
+def _link(tree: Tree, e: os.DirEntry, rel: str, root_real: str, follow: bool, links: list) -> None:
     try:
         st = os.stat(e.path)
     except FileNotFoundError:
@@ -115,11 +125,8 @@ def _link(tree: Tree, e: os.DirEntry, rel: str, root_real: str, follow: bool, vi
     if stat.S_ISDIR(st.st_mode):
         if not follow:
             tree.skipped.append(Unreadable(rel, DIR_LINK))
-        elif (st.st_dev, st.st_ino) in visited:
-            tree.skipped.append(Unreadable(rel, REPEAT_DIR))
         else:
-            visited.add((st.st_dev, st.st_ino))
-            stack.append((rel, e.path))
+            links.append((rel, e.path, (st.st_dev, st.st_ino)))
     elif stat.S_ISREG(st.st_mode):
         target = os.path.realpath(e.path)
         if follow or target == root_real or target.startswith(root_real.rstrip(os.sep) + os.sep):

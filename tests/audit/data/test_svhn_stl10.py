@@ -50,3 +50,17 @@ def test_stl10_directory_with_unlabeled_pool(tmp_path, rgb32):
     np.testing.assert_array_equal(d.unlabeled.images, images[5:])
     assert d.unlabeled.labels is None and d.test.class_names[4] == "n4"
     np.testing.assert_array_equal(d.test.labels, [3, 4])
+
+
+def test_mat_variable_sizes_come_from_headers_compressed_or_not():
+    import io
+
+    from scipy.io import savemat
+
+    from audit.data.readers.svhn import mat_sizes
+
+    for compressed in (False, True):
+        buf = io.BytesIO()
+        savemat(buf, {"X": np.zeros((32, 32, 3, 7), np.uint8), "y": np.ones((7, 1)), "a_longer_name": np.zeros(3)},
+                do_compression=compressed)
+        assert mat_sizes(buf.getvalue(), "m") == [("X", 21504), ("y", 7), ("a_longer_name", 3)]
