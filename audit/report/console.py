@@ -23,7 +23,7 @@ SHOW_UNREADABLE = 3
 SHOW_SKIPPED = 3
 SHOW_NOTES = 5
 SHOW_MEMBERS = 3
-MAX_INPUT_CHARS = 160  # per entry of the input summary: the JSON report has it whole
+MAX_INPUT_CHARS = 240  # of the input summary line: the JSON report has it whole
 
 
 def render_console(result: AuditResult, console: Console, *, top: int = 10, fail_on: str | None = None) -> None:
@@ -91,16 +91,19 @@ def _entries(console: Console, entries, word: str, plural: str, show: int, style
 
 
 def input_summary(inputs: dict) -> str:
-    """The reader's summary on one line, ``key: value; ...``; nested dicts as ``k v, k v``,
-    each entry cut at MAX_INPUT_CHARS, data escaped."""
+    """The reader's summary on one line, ``key: value; ...``: zero and empty entries left out,
+    nested dicts as ``k v, k v``, cut at MAX_INPUT_CHARS (the JSON report has it whole), data
+    escaped."""
     parts = []
     for key, value in inputs.items():
+        if value in (0, None, "", {}, []) and not isinstance(value, bool):
+            continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value))
-        text = f"{key}: {value}"
-        if len(text) > MAX_INPUT_CHARS:
-            text = text[:MAX_INPUT_CHARS] + "…"
-        parts.append(printable(text))
-    return "; ".join(parts)
+        parts.append(f"{key}: {value}")
+    text = "; ".join(parts)
+    if len(text) > MAX_INPUT_CHARS:
+        text = text[:MAX_INPUT_CHARS].rsplit(";", 1)[0] + "; … (all in the JSON report)"
+    return printable(text)

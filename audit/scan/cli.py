@@ -82,6 +82,8 @@ def scan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
     include_hidden: bool = typer.Option(False, "--include-hidden",
                                         help="Also read hidden entries (names starting with '.'), which are otherwise skipped and listed in the reports."),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
+                                         help="Also read through symlinks to folders and out of DIR, which are otherwise skipped and listed in the reports."),
 ) -> None:
     """Scan an unlabeled image pool for poisoning: interpolation bridges, clusters of
     near-identical images, near duplicates (paper 5.2). Exit 0 pass, 1 gate failed, 2 error."""
@@ -122,7 +124,7 @@ def scan(
     err = Console(stderr=True, quiet=quiet)
     out = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
     with _progress(err) as progress:
-        images = load_images(directory, size=hw, include_hidden=include_hidden,
+        images = load_images(directory, size=hw, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
                              progress=lambda d, t: progress("read", d, t))
         if len(images) == 0:
             raise EmptyDatasetError(f"{directory}: no readable image ({len(images.unreadable)} unreadable files)")

@@ -40,7 +40,7 @@ def hostile(fashion200) -> tuple[AuditResult, ImageSet]:
         skipped=(Unreadable(".hidden/x.png", "hidden entry"), Unreadable(f"link{RAW}", "directory symlink"),
                  Unreadable(".a.png", "hidden entry"), Unreadable(".b.png", "hidden entry")),
         notes=("resized 12 of 300 images to 28×28", f"converted {RAW} from CMYK"),
-        inputs={"sizes": {"28x28": 288, "32x32": 12}, "working_size": [28, 28]},
+        inputs={"sizes": {"28x28": 288, "32x32": 12}, "resized": 0, "working_size": [28, 28]},
     )
     images = ImageSet(images=np.ascontiguousarray(fashion200.images[: len(IDS)]), ids=IDS)
     return result, images
@@ -80,7 +80,10 @@ def test_console_shows_skipped_notes_and_input(hostile):
     assert "skipped: link" + "caf\\udce9-\\udcff.png: directory symlink" in out
     assert "... and 1 more skipped entries" in out and ".b.png" not in out  # a few examples, then a count
     assert "note: resized 12 of 300 images to 28×28" in out and "note: converted caf\\udce9" in out
-    assert "input: sizes: 28x28 288, 32x32 12; working_size: 28, 28" in out
+    assert "input: sizes: 28x28 288, 32x32 12; working_size: 28, 28" in out  # zero counts left out
+    long = AuditResult(tool="scan", root="p", ids=("a",), findings=(), inputs={f"k{i}": "v" * 30 for i in range(20)})
+    line = next(line for line in _console(long).splitlines() if "input:" in line)
+    assert line.endswith("; … (all in the JSON report)") and len(line) < 300
     clean = AuditResult(tool="scan", root="p", ids=("a",), findings=())
     assert "skipped" not in _console(clean) and "note:" not in _console(clean)
 

@@ -376,12 +376,23 @@ def test_hostile_names_are_scanned_and_shown_escaped_everywhere(hostile_pool, tm
     assert _state(hostile_pool) == before
 
 
-def test_include_hidden_reads_hidden_entries(hostile_pool):
-    res = _invoke(hostile_pool, "--format", "json", "--quiet")
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
-    res_all = _invoke(hostile_pool, "--format", "json", "--quiet", "--include-hidden")
-    assert res_all.exit_code == 0, res_all.output
-    doc_all = json.loads(res_all.stdout)
-    assert doc_all["n_images"] == doc["n_images"] + 1
-    assert doc["n_images"] == 34  # 30 + the three hostile names + the non-UTF-8 one
+def test_include_hidden_and_follow_symlinks_read_what_is_otherwise_skipped(hostile_pool, tmp_path):
+    with np.load(FIXTURE) as z:
+        images = z["images"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(2):
+        _write_png(outside / f"o{i}.png", images[150 + i])
+    (hostile_pool / "linked").symlink_to(outside, target_is_directory=True)
+
+    def scan_json(*flags):
+        res = _invoke(hostile_pool, "--format", "json", "--quiet", *flags)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    plain, hidden, linked = scan_json(), scan_json("--include-hidden"), scan_json("--follow-symlinks")
+    assert plain["n_images"] == 34  # 30 + the three hostile names + the non-UTF-8 one
+    assert hidden["n_images"] == 35 and linked["n_images"] == 36
+    skipped = {u["path"] for u in plain["skipped"]}
+    assert {".hidden.png", "linked"} <= skipped  # listed, not silently dropped
+    assert ".hidden.png" not in {u["path"] for u in hidden["skipped"]}
