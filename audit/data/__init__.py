@@ -5,7 +5,9 @@ One reader per format lives in ``audit.data.readers``; ``load_images`` / ``load_
 """
 
 from audit.data.builtin import BUILTINS
+from audit.data.compare import compare_labeled
 from audit.data.imageset import ImageSet, Splits, Unreadable
 from audit.data.load import load_dataset, load_images, load_labeled_folder
 
-__all__ = ["BUILTINS", "ImageSet", "Splits", "Unreadable", "load_dataset", "load_images", "load_labeled_folder"]
+__all__ = ["BUILTINS", "ImageSet", "Splits", "Unreadable", "compare_labeled", "load_dataset", "load_images",
+           "load_labeled_folder"]

@@ -86,9 +86,11 @@ def load_images(
                 return conform(s, opts.size, opts.channels, max_bytes=opts.max_bytes)
             if progress is not None:  # array formats load in one step
                 progress(len(s), len(s))
+            gray = s.shape[2] == 1
             s = replace(s, summary={"format": name, "images": len(s), "native_sizes": [
                 {"size": f"{s.shape[0]}x{s.shape[1]}", "count": len(s)}], "working_size": f"{s.shape[0]}x{s.shape[1]}",
-                "channels": s.shape[2], **s.summary})
+                "channels": s.shape[2], "native_colour": {"gray": len(s) if gray else 0, "colour": 0 if gray else len(s)},
+                **s.summary})
             return conform(s, opts.size, opts.channels, max_side=opts.max_side, max_bytes=opts.max_bytes)
     raise UnsupportedFormatError(_unsupported(p))
 
@@ -142,7 +144,8 @@ def load_dataset(spec: str | Path, root: str | Path | None = None) -> Splits:
     for name in names:
         reader = READERS.get(name)
         if reader.sniff_splits is not None and reader.sniff_splits(p):
-            splits = reader.read_splits(p, ReadOptions())
+            # datasets for training keep their native size (no working-size cap); the budget applies
+            splits = reader.read_splits(p, ReadOptions(max_side=None))
             return splits if splits.name else replace(splits, name=p.name)
     raise UnsupportedFormatError(
         f"{p}: not a dataset with splits. Built-ins: {', '.join(BUILTINS)}. Supported: {supported_formats()}. "

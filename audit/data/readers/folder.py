@@ -82,13 +82,14 @@ def decode_files(root: Path, tree: Tree, opts: ReadOptions) -> ImageSet:
     if opts.progress is not None:
         opts.progress(0, len(paths))
     stack, stats = _Stack(len(paths), size, opts.channels), _Stats()
-    ids, unreadable, i = [], list(tree.unreadable), 0
+    ids, unreadable, i, colour = [], list(tree.unreadable), 0, 0
     t0 = time.perf_counter()
     for pixels, channels, metas in decode_all(paths, follow, size, opts.max_pixels, workers, tick):
         ok = [j for j, c in enumerate(channels) if c]
         unreadable += [Unreadable(rels[i + j], metas[j][0] or "unreadable") for j, c in enumerate(channels) if not c]
         ids += [rels[i + j] for j in ok]
         stack.add_many(pixels, [channels[j] for j in ok])
+        colour += sum(1 for j in ok if channels[j] == 3)
         stats.add_many([metas[j] for j in ok], size)
         i += len(channels)
     unreadable.sort(key=lambda u: u.path)
@@ -99,6 +100,7 @@ def decode_files(root: Path, tree: Tree, opts: ReadOptions) -> ImageSet:
     notes = list(tree.notes) + stats.notes(size, how, stack)
     summary = stats.summary(len(rels), len(ids), len(unreadable), len(tree.skipped), size, images.shape[3], how,
                             tree.non_utf8)
+    summary["native_colour"] = {"gray": len(ids) - colour, "colour": colour}
     return ImageSet(images=images, ids=tuple(ids), unreadable=tuple(unreadable), root=root, notes=tuple(notes),
                     skipped=tuple(tree.skipped), summary=summary)
 

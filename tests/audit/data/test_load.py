@@ -154,3 +154,20 @@ def test_labeled_folder_needs_class_subfolders(tmp_path, gray28):
     write_png(tmp_path / "x.png", gray28[0][0])
     with pytest.raises(EmptyDatasetError, match="no class subfolders"):
         load_labeled_folder(tmp_path)
+
+
+def test_a_labeled_set_of_another_native_size_or_colour_gets_a_warning(tmp_path, gray28, rgb32):
+    from audit.data import compare_labeled
+
+    for i in range(3):
+        write_png(tmp_path / "pool" / f"{i}.png", gray28[0][i])
+        write_png(tmp_path / "same" / "c0" / f"{i}.png", gray28[0][i + 3])
+        write_png(tmp_path / "small" / "c0" / f"{i}.png", rgb32[i, ::4, ::4])
+    pool = load_images(tmp_path / "pool")
+    same = load_labeled_folder(tmp_path / "same", size=pool.shape[:2], channels=pool.shape[2])
+    assert compare_labeled(pool, same) == ()
+    small = load_labeled_folder(tmp_path / "small", size=pool.shape[:2], channels=pool.shape[2])
+    warn = compare_labeled(pool, small)
+    assert len(warn) == 2 and "natively 8×8" in warn[0] and "the pool's 28×28" in warn[0]
+    assert warn[1].startswith("the labeled images are colour, the pool's gray")
+    assert small.shape == pool.shape and "resized 3 of 3 images to 28×28" in small.notes
