@@ -28,9 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from audit.atomic import atomic_open, write_atomic
+from audit.atomic import atomic_open, remove_stale_temps, write_atomic
 from audit.data.imageset import ImageSet
-from audit.atomic import remove_stale_temps
 from audit.errors import AuditError, DataError, OutputError, RunInterrupted, ShapeMismatchError, invalid_parameter
 from audit.ssl import checkpoint
 from audit.ssl.algorithms import ALGORITHMS, Batch
@@ -264,19 +263,20 @@ class Trainer:
                     self.on_progress(info)
                 if stop.signal is not None and not last:  # the last step finishes the run anyway
                     self._stop(stop.signal, elapsed)
-        if last_observed != self.step:  # resumed at the end: still give observers their final call
-            self._observe(final=True)
+            # still under StopRequests: a first signal from here on lets the finished run save
+            if last_observed != self.step:  # resumed at the end: still give observers their final call
+                self._observe(final=True)
 
-        if evals and evals[-1].step == self.step:
-            acc_ema, acc_raw = evals[-1].test_acc_ema, evals[-1].test_acc_raw
-        else:  # resumed at the end
-            acc_ema, acc_raw = self._accuracy(self.ema_model), self._accuracy(self.model)
-        result = TrainResult(cfg.algo, self.step, acc_ema, acc_raw, evals, time.perf_counter() - t0,
-                             self._config_json, self._per_class(self.ema_model))
-        if self.out_dir is not None:
-            with atomic_open(self.out_dir / "model.pt") as f:
-                torch.save(self._model_file(), f)
-            write_atomic(self.out_dir / "summary.json", json.dumps(result.to_json(), indent=2))
+            if evals and evals[-1].step == self.step:
+                acc_ema, acc_raw = evals[-1].test_acc_ema, evals[-1].test_acc_raw
+            else:  # resumed at the end
+                acc_ema, acc_raw = self._accuracy(self.ema_model), self._accuracy(self.model)
+            result = TrainResult(cfg.algo, self.step, acc_ema, acc_raw, evals, time.perf_counter() - t0,
+                                 self._config_json, self._per_class(self.ema_model))
+            if self.out_dir is not None:
+                with atomic_open(self.out_dir / "model.pt") as f:
+                    torch.save(self._model_file(), f)
+                write_atomic(self.out_dir / "summary.json", json.dumps(result.to_json(), indent=2))
         return result
 
     def _stop(self, signal_name: str, elapsed: float) -> None:
