@@ -108,8 +108,8 @@ def check_store_path(path: str | Path, *, write: bool, flag: str | None = None) 
             raise CheckpointError(f"{who}: no scan index there; create one with "
                                   f"`audit scan POOL --save-index {path}`")
         if kind == "store" and read_current(path) is None and not is_v1(path):
-            raise CheckpointError(f"{who}: no complete scan index there yet (the --save-index that created it "
-                                  "was interrupted); run it again")
+            raise CheckpointError(f"{who}: no scan index there yet (the --save-index that created it was "
+                                  "interrupted); run it again")
         return kind
     folder = path if kind != "absent" else next((p for p in path.parents if p.exists()), Path("."))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
@@ -143,6 +143,9 @@ def open_version(path: Path) -> tuple[Path, dict | None]:
     cur = read_current(path) if kind == "store" else None
     if cur is None and kind in ("v1", "store") and is_v1(path):  # not migrated yet, or killed before CURRENT
         return path, None
+    if cur is None and kind == "store":
+        raise CheckpointError(f"no scan index at {path} yet (the --save-index that created it was interrupted); "
+                              "run it again")
     if cur is None:
         raise CheckpointError(f"no scan index at {path}: create one with a full scan first (save_index)")
     folder = path / cur[0]
@@ -190,9 +193,9 @@ class StoreWriter:
                 self.kind = "store"
             try:
                 self.current = read_current(self.path) if self.kind == "store" else None
-                self.collect_garbage(keep=self.current[0] if self.current else None)
-            except CheckpointError:  # a corrupt CURRENT: never guess what to keep; publish replaces it
+            except CheckpointError:  # a corrupt CURRENT: publish replaces it
                 self.current = None
+            self.collect_garbage(keep=self.current[0] if self._intact() else None)
             clean_v1_siblings(self.path)
         except BaseException:
             self._unlock()
@@ -245,12 +248,24 @@ class StoreWriter:
         self.collect_garbage(keep=name)
         return name
 
+    def _intact(self) -> bool:
+        """CURRENT names a version whose manifest matches it: only then are other versions garbage
+        (a CURRENT lost or damaged by hand must not cost the versions it no longer names)."""
+        if self.current is None:
+            return False
+        try:
+            raw = read_small(self.path / self.current[0] / MANIFEST, 64 << 20)
+        except OSError:
+            return False
+        return hashlib.sha256(raw).hexdigest() == self.current[1]
+
     def collect_garbage(self, keep: str | None) -> None:
-        """Remove temporary versions and files, every version but ``keep`` and, once a version is
-        current, the flat v1 files; by exact name pattern only, inside this marked store."""
+        """Remove temporary versions and files and, when ``keep`` is the intact current version,
+        every other version and the flat v1 files; by exact name pattern only, inside this
+        marked store."""
         for entry in os.scandir(self.path):
             n = entry.name
-            if _TMP_DIR.fullmatch(n) or (_VERSION_DIR.fullmatch(n) and n != keep):
+            if _TMP_DIR.fullmatch(n) or (keep is not None and _VERSION_DIR.fullmatch(n) and n != keep):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
             elif _TMP_FILE.fullmatch(n) and entry.is_file(follow_symlinks=False):
