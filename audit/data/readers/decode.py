@@ -59,7 +59,8 @@ _PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La", "RGBa": "RGBa", "La": "La", "PA": 
 _TO_RGB = {"CMYK", "YCbCr", "RGBX"}
 
 # info flags of one decoded image (bit set)
-ALPHA, RESIZED, UPSCALED, DRAFT, ANIMATED, EXIF_ROTATED, SIXTEEN_BIT, CMYK, PALETTE_GRAY = (1 << i for i in range(9))
+ALPHA, RESIZED, UPSCALED, DRAFT, ANIMATED, EXIF_ROTATED, SIXTEEN_BIT, CMYK, PALETTE_GRAY, TRANSPARENT = (
+    1 << i for i in range(10))
 
 
 def file_limit(max_pixels: int) -> int:
@@ -169,8 +170,9 @@ def _thumbnail(im: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, int]
         im, mode = im.convert("RGB"), "RGB"
     if mode in _PREMULTIPLIED:
         pm = im.convert(_PREMULTIPLIED[mode]) if im.mode != _PREMULTIPLIED[mode] else im
-        arr = _composite(np.asarray(fit(pm, size)))
-        flags |= ALPHA
+        thumb = np.asarray(fit(pm, size))
+        arr = _composite(thumb)
+        flags |= ALPHA | (TRANSPARENT if not thumb[:, :, -1].any() else 0)
     elif mode in ("L", "RGB"):
         out = fit(im, size)  # tobytes/frombuffer: the hot path, cheaper than the array interface
         arr = np.frombuffer(out.tobytes(), np.uint8).reshape(out.size[1], out.size[0], 1 if mode == "L" else 3)

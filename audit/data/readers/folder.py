@@ -151,7 +151,8 @@ class _Stats:
 
     FLAGS = {"resized": D.RESIZED, "upscaled": D.UPSCALED, "jpeg_dct_scaled": D.DRAFT, "alpha_composited": D.ALPHA,
              "animated_first_frame": D.ANIMATED, "exif_orientation_not_applied": D.EXIF_ROTATED,
-             "sixteen_bit_scaled": D.SIXTEEN_BIT, "cmyk_converted": D.CMYK, "gray_palette": D.PALETTE_GRAY}
+             "sixteen_bit_scaled": D.SIXTEEN_BIT, "cmyk_converted": D.CMYK, "gray_palette": D.PALETTE_GRAY,
+             "fully_transparent": D.TRANSPARENT}
 
     def __init__(self) -> None:
         self.sizes: Counter = Counter()
@@ -201,6 +202,9 @@ class _Stats:
         if c["alpha_composited"]:
             out.append(f"composited alpha over gray {D.BACKGROUND} in {c['alpha_composited']} image(s); a loader that "
                        "drops alpha sees the colour stored under transparent pixels instead")
+        if c["fully_transparent"]:
+            out.append(f"{c['fully_transparent']} image(s) are transparent everywhere: blank whatever the background "
+                       "(they look identical to each other)")
         if c["animated_first_frame"]:
             out.append(f"{c['animated_first_frame']} animated or multi-page image(s): the first frame is used")
         if c["exif_orientation_not_applied"]:
