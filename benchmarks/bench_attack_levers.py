@@ -46,6 +46,7 @@ class Arm:
     config: object  # redteam.bench.BenchConfig
     pair_rule: str | None = None  # redteam.bench.pairs rule: pairs chosen from a surrogate before the run
     base: str = ""  # "d" or "f": the surrogates' cache key
+    band: tuple[float, float] = (0.7, 0.9)  # the near-boundary rule's band of surrogate clean boundaries
 
 
 def _bases():
@@ -69,8 +70,8 @@ def arms() -> dict[str, Arm]:
 
     out: list[Arm] = []
 
-    def add(name, lever, hypothesis, config, pair_rule=None):
-        out.append(Arm(name, lever, hypothesis, replace(config, preset=name), pair_rule, name[0]))
+    def add(name, lever, hypothesis, config, pair_rule=None, band=(0.7, 0.9)):
+        out.append(Arm(name, lever, hypothesis, replace(config, preset=name), pair_rule, name[0], band))
 
     # --- threshold: the stall is the confidence threshold ------------------------------------
     h_tau = ("Past the front, bridge images have top probability 0.45-0.72, under τ 0.95, so they add no "
@@ -98,6 +99,12 @@ def arms() -> dict[str, Arm]:
         "bridge moves the clean boundary towards x*.", replace(d, source_choice="nearest"))
     add("d-runnerup", "pair", h_runner, d, "runner-up")
     add("d-nearbound", "pair", h_near, d, "near-boundary")
+    # chosen after d-nearbound (seeds 0-2) measured a push of about +0.07 past the clean boundary:
+    # held-out seeds 100-107, pairs whose surrogate boundary is within reach of such a push
+    h_edge = ("The front ends near the clean boundary plus ~0.07 (d-nearbound, d-tau*): targets whose "
+              "surrogate clean boundary lies at α 0.85-0.95 are within that reach, so the attack succeeds on "
+              "most of them while their clean controls keep x* in its class. Held-out seeds 100-107.")
+    add("d-edge", "pair", h_edge, replace(d, seed=100, trials=8), "near-boundary", (0.85, 0.95))
     # --- soft labels and other threshold schemes ----------------------------------------------
     add("d-soft", "soft pseudo-labels",
         "Hard labels snap each contested image past the front to its argmax, x*'s class; soft, "
@@ -152,7 +159,7 @@ def with_pairs(arm: Arm, out: Path) -> Arm:
             print(f"[{time.strftime('%H:%M:%S')}] surrogate {path.name}: {len(cands)} candidates in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
         cands = [Candidate(**c) for c in json.loads(path.read_text())]
-        chosen.append(choose(cands, arm.pair_rule, cfg.seed + t))
+        chosen.append(choose(cands, arm.pair_rule, cfg.seed + t, band=arm.band))
     (folder / f"{arm.name}.chosen.json").write_text(json.dumps([c.to_json() for c in chosen], indent=1))
     return replace(arm, config=replace(cfg, pairs=tuple(to_pair(c) for c in chosen)))
 

@@ -44,7 +44,7 @@ from audit.data.imageset import Splits
 from audit.dynamics import DynamicsConfig, Recorder, RecorderObserver, load_predictions, score_predictions
 from audit.dynamics.retrain import read_ground_truth
 from audit.dynamics.run import PREDICTIONS_DIR, record_run
-from audit.errors import PredictionsError
+from audit.errors import PredictionsError, RunInterrupted
 from audit.findings import AuditResult
 from audit.scan import ScanConfig, scan
 from audit.ssl.trainer import TrainConfig
@@ -138,6 +138,7 @@ def run_trial(spec: TrialSpec, splits: Splits, work_dir: Path, *, phase: Phase |
               control: Propagation | None = None, keep_dir: Path | None = None) -> TrialResult:
     """Run one trial; never raises for a failure inside it: a failed trial is a result too
     (``status="failed"``, the error in one line plus the last frames), so no cell loses it.
+    A Ctrl-C / SIGTERM (``RunInterrupted``) is not a failure: it propagates and nothing is stored.
     ``control``: the propagation of this row's clean control, to read the clean boundary from.
     ``keep_dir``: move the recordings there (``keep_dir/<key>/``) instead of deleting them."""
     tick = phase or (lambda *_: None)
@@ -148,6 +149,8 @@ def run_trial(spec: TrialSpec, splits: Splits, work_dir: Path, *, phase: Phase |
         if keep_dir is not None:
             keep_recordings(scratch, Path(keep_dir) / spec.key)
         return result
+    except RunInterrupted:  # Ctrl-C / SIGTERM stop the bench: not a result, the trial reruns next time
+        raise
     except Exception as exc:  # recorded, reported, never dropped (the bench goes on)
         tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
         return TrialResult(key=spec.key, spec=spec.to_json(), status="failed",

@@ -179,3 +179,19 @@ def test_gpu_preset_runs_at_a_tiny_size_on_cpu(tmp_path):
     out = run_bench(tiny, tmp_path, splits=Splits(train=train, test=test, name="fashion-mnist-200"), report=False)
     assert [r.status for r in out.results] == ["ok", "ok"]
     assert out.results[1].n_poison == 2 and len(out.results[1].propagation.steps) == 3
+
+
+def test_an_interrupted_trial_stops_the_bench_and_is_not_stored(tmp_path, digits_splits, monkeypatch):
+    """SIGTERM/Ctrl-C inside training (the trainer raises RunInterrupted) is not a failed trial: a
+    stored failure would never be recomputed; the trial must simply run again on resume."""
+    from audit.errors import RunInterrupted
+    from redteam.bench import trial as trial_mod
+
+    def interrupted(*args, **kwargs):
+        raise RunInterrupted("interrupted at step 3 of 12 (SIGTERM)")
+
+    monkeypatch.setattr(trial_mod, "record_run", interrupted)
+    cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=TrainSetup(steps=3, device="cpu"))
+    with pytest.raises(RunInterrupted):
+        run_bench(cfg, tmp_path, splits=digits_splits)
+    assert not list((tmp_path / "trials").glob("*.json")) and not list((tmp_path / "work").glob("*"))
