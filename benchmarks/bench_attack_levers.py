@@ -289,6 +289,47 @@ def trials_cmd(args: argparse.Namespace) -> None:
               f"{r.target_prob:.2g} | {name} | {r.spec['trial']} | {t['true_label']} → {t['target_label']} |")
 
 
+def dynamics_cmd(args: argparse.Namespace) -> None:
+    """``audit dynamics`` re-measured on the kept recordings of every poisoned trial (and its
+    control's false alarms): the chain score with pixel links (``--pixel-links``), dynamics alone,
+    and the paper's influence; AUROC, TPR at FPR 1%, flagged bridge / clean images."""
+    import numpy as np
+
+    from audit.data.load import load_dataset
+    from audit.dynamics import DynamicsConfig, load_predictions, score_predictions
+    from redteam.bench.matrix import TrialSpec
+    from redteam.bench.metrics import detection_metrics
+    from redteam.bench.trial import poisoned_pool
+
+    known = arms()
+    print("| arm | trial | attack | score | AUROC | TPR@FPR1% | flagged bridge | flagged clean |")
+    print("|---|---|---|---|---|---|---|---|")
+    splits = {}
+    for name in args.arms:
+        cfg = known[name].config
+        splits.setdefault(cfg.dataset, load_dataset(cfg.dataset, cfg.root))
+        for r in _load(args.out, name) or []:
+            kept = args.out / name / "predictions" / r.key / "predictions"
+            if not r.ok or not kept.exists():
+                continue
+            ds = poisoned_pool(splits[cfg.dataset], TrialSpec.from_json(r.spec))
+            pred = load_predictions(kept)
+            assert pred.ids == ds.unlabeled.ids
+            pixels = ds.unlabeled.pixels()
+            attack = "control" if not r.n_poison else ("succeeded" if r.success else "failed")
+            for score, feats in (("chain+pixels", pixels), ("chain", None), ("influence", None)):
+                res = score_predictions(pred, DynamicsConfig(score=score.split("+")[0]), features=feats)
+                flagged = np.zeros(len(ds.is_poison), bool)
+                for f in res.findings:
+                    flagged[[m.index for m in f.members]] = True
+                m = detection_metrics(res.scores["dynamics"], ds.is_poison, flagged)
+                auroc = "n/a" if m.auroc is None else f"{m.auroc:.3f}"
+                tpr = m.tpr_at_fpr.get("0.01")
+                print(f"| {name} | {r.spec['trial']} | {attack} | {score} | {auroc} | "
+                      f"{'n/a' if tpr is None else f'{100 * tpr:.0f}%'} | {m.flagged_poison}/{int(ds.is_poison.sum())} | "
+                      f"{m.flagged_clean} |", flush=True)
+
+
 def strips(args: argparse.Namespace) -> None:
     """One panel per arm: every poisoned trial's front over the steps (solid) and its control's
     clean boundary (dashed, same colour): the paper's Figure 5 as strips, lever by lever."""
@@ -333,7 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--no-keep", action="store_true", help="delete the recordings (default: keep them)")
     st = sub.add_parser("strips")
     st.add_argument("--png", type=Path, default=OUT / "levers.png")
-    for p in (r, sub.add_parser("table"), sub.add_parser("fronts"), sub.add_parser("trials"), st):
+    for p in (r, sub.add_parser("table"), sub.add_parser("fronts"), sub.add_parser("trials"), st,
+              sub.add_parser("dynamics")):
         p.add_argument("--out", type=Path, default=OUT)
         if p is not r:
             p.add_argument("arms", nargs="*")
@@ -349,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
         strips(args)
     elif args.cmd == "trials":
         trials_cmd(args)
+    elif args.cmd == "dynamics":
+        dynamics_cmd(args)
     else:
         fronts_cmd(args)
 

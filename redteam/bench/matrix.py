@@ -213,6 +213,15 @@ class TrialSpec:
             d["pair"] = self.pair.to_json()
         return {"version": SPEC_VERSION, **d}
 
+    @classmethod
+    def from_json(cls, d: dict) -> "TrialSpec":
+        """The spec a stored trial was run with (its ``spec``), e.g. to rebuild its pool."""
+        d = {k: v for k, v in d.items() if k != "version"}
+        d["train"] = TrainSetup(**d["train"])
+        d["dynamics_scores"] = tuple(d["dynamics_scores"])
+        d["pair"] = Pair(**d["pair"]) if d.get("pair") else None
+        return cls(**d)
+
     def control(self) -> "TrialSpec":
         """The clean control of this trial's row (same algorithm, trial, pair and training)."""
         return dataclasses.replace(self, attack=CONTROL, ratio=0.0, density=CONTROL)

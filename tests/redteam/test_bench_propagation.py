@@ -195,3 +195,12 @@ def test_an_interrupted_trial_stops_the_bench_and_is_not_stored(tmp_path, digits
     with pytest.raises(RunInterrupted):
         run_bench(cfg, tmp_path, splits=digits_splits)
     assert not list((tmp_path / "trials").glob("*.json")) and not list((tmp_path / "work").glob("*"))
+
+
+def test_a_stored_spec_reads_back_to_the_same_trial():
+    from redteam.bench.matrix import TrialSpec
+
+    cfg = BenchConfig(dataset="digits", trials=1, ratios=(0.05,), pairs=(Pair(target=3),), source_choice="nearest",
+                      train=TrainSetup(steps=5, algo_config={"threshold": 0.6}))
+    for spec in expand(cfg):
+        assert TrialSpec.from_json(spec.to_json()).key == spec.key
