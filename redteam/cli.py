@@ -235,7 +235,8 @@ def bench(
     out: Annotated[Path, _Opt("--out", "-o", help="Output folder: trials/*.json, results.json, report.md, *.png. "
                                                    "Rerunning into it resumes.")],
     preset: Annotated[str, _Opt(help="smoke (digits, ~2 min), cpu-small (Fashion-MNIST, ~1 h on 2 cores), "
-                                     "paper, paper-densities (GPU). Flags below override it.")] = "smoke",
+                                     "gpu (one H200 call), paper, paper-densities (GPU). Flags below override "
+                                     "it.")] = "smoke",
     dataset: Annotated[Optional[str], _Opt("--dataset", "-d", help="Builtin name or dataset path.")] = None,
     root: Annotated[Optional[str], _Opt(help="Where a builtin dataset's files are.")] = None,
     pool: Annotated[Optional[int], _Opt(help="Clean unlabeled pool size.")] = None,
@@ -260,6 +261,9 @@ def bench(
     threads: Annotated[int, _Opt(help="CPU threads for torch and FAISS (0: their default). The default 1 "
                                       "suits shared machines.")] = 1,
     retry_failed: Annotated[bool, _Opt("--retry-failed", help="Recompute stored failed trials.")] = False,
+    keep_predictions: Annotated[bool, _Opt("--keep-predictions",
+                                           help="Keep each trial's recorded predictions in OUT/predictions/<key>/ "
+                                                "(default: deleted).")] = False,
 ) -> None:
     """Benchmark attack success and detection quality over attacks × algorithms × ratios × densities × trials.
 
@@ -327,7 +331,8 @@ def bench(
                 failed = "" if e.result.ok else f"  last trial failed: {printable(e.result.error.splitlines()[0])}"
                 progress.update(trials_task, completed=e.done, info=f"ETA {eta}{failed}")
 
-        outcome = run_bench(config, out, retry_failed=retry_failed, on_event=on_event)
+        outcome = run_bench(config, out, retry_failed=retry_failed, keep_predictions=keep_predictions,
+                             on_event=on_event)
         progress.update(phase_task, visible=False)
 
     ok = len(outcome.results) - len(outcome.failed)
