@@ -204,3 +204,24 @@ def test_a_stored_spec_reads_back_to_the_same_trial():
                       train=TrainSetup(steps=5, algo_config={"threshold": 0.6}))
     for spec in expand(cfg):
         assert TrialSpec.from_json(spec.to_json()).key == spec.key
+
+
+def test_cli_keep_predictions_reaches_the_bench(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import redteam.bench
+    from redteam.bench import BenchOutcome
+    from redteam.cli import app
+
+    seen = {}
+
+    def fake_run_bench(config, out, **kwargs):
+        seen.update(kwargs, preset=config.preset)
+        return BenchOutcome([], 0, 0, tmp_path / "results.json", None, 0.0)
+
+    monkeypatch.setattr(redteam.bench, "run_bench", fake_run_bench)
+    runner = CliRunner()
+    assert runner.invoke(app, ["bench", "--out", str(tmp_path / "a"), "--keep-predictions"]).exit_code == 0
+    assert seen["keep_predictions"] is True
+    assert runner.invoke(app, ["bench", "--out", str(tmp_path / "b"), "--preset", "gpu"]).exit_code == 0
+    assert seen["keep_predictions"] is False and seen["preset"] == "gpu"
