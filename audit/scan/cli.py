@@ -39,7 +39,7 @@ class OutputFormat(str, Enum):
 # here would slow down every `audit --help`).
 DEFAULT_DIM = 64
 DEFAULT_K = 16
-DEFAULT_DETECTORS = "bridge,cluster,near_duplicate"
+DEFAULT_DETECTORS = "bridge,path,cluster,near_duplicate"
 MAX_PREVIEW_ROWS = 5000  # stored images fetched for HTML thumbnails of an --against scan
 
 _REPORTS = "Reports"

@@ -22,7 +22,7 @@ from audit.features import Features, build_features
 from audit.findings import AuditResult, Finding
 from audit.neighbors import EXACT_MAX, IVF_NPROBE, NeighborGraph, knn_graph
 from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS, DetectorOutput, LabeledRows, ScanInputs
-from audit.scan.detectors.base import config_from
+from audit.scan.detectors.base import GraphSettings, config_from
 
 Progress = Callable[[str, int, int], None]
 
@@ -153,8 +153,11 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
     if eligible is None:
         eligible = features.pixel_std() >= config.colinearity.flat_std  # from the projection pass
     lab = LabeledRows.build(labeled, features) if labeled is not None else None
-    inputs = ScanInputs(features=features, graph=graph, ids=tuple(images.ids), eligible=eligible, labeled=lab,
-                        points=points, full_pool=points is None)
+    settings = GraphSettings(dim=config.projection_dim, sample=config.projection_sample, k=config.k,
+                             exact_max=config.exact_max, nprobe=config.nprobe, use_gpu=config.use_gpu, seed=config.seed)
+    shape = tuple(images.shape) if hasattr(images, "shape") else None
+    inputs = ScanInputs(features=features, graph=graph, ids=tuple(images.ids), eligible=eligible, shape=shape,
+                        labeled=lab, points=points, full_pool=points is None, settings=settings)
     names = [d for d in config.ordered_detectors() if inputs.full_pool or not DETECTORS.get(d).needs_full_pool]
     outputs: dict[str, DetectorOutput] = {}
     for i, name in enumerate(names):

@@ -14,12 +14,14 @@ from audit.scan.detectors.base import Detector, DetectorOutput, LabeledRows, Sca
 from audit.scan.detectors.bridge import Bridge
 from audit.scan.detectors.cluster import ClusterDetector
 from audit.scan.detectors.near_duplicate import NearDuplicate
+from audit.scan.detectors.path import Path
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 DETECTORS.register(Bridge.name, Bridge)  # 5.2, error
+DETECTORS.register(Path.name, Path)  # adaptive bridges (beyond 5.2), error
 DETECTORS.register(ClusterDetector.name, ClusterDetector)  # 5.2, warning
 DETECTORS.register(NearDuplicate.name, NearDuplicate)  # 5.2 Figure 8, info
 
-DEFAULT_DETECTORS = ("bridge", "cluster", "near_duplicate")
+DEFAULT_DETECTORS = ("bridge", "path", "cluster", "near_duplicate")
 
 __all__ = ["DETECTORS", "DEFAULT_DETECTORS", "Detector", "DetectorOutput", "LabeledRows", "ScanInputs"]

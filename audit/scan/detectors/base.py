@@ -45,25 +45,91 @@ class LabeledRows:
         return None if label is None or names is None or not 0 <= label < len(names) else names[label]
 
 
+@dataclass(frozen=True)
+class GraphSettings:
+    """How the scan builds a projection and kNN graph; a second view reuses them."""
+
+    dim: int = 64
+    sample: int = 10_000
+    k: int = 16
+    exact_max: int = 20_000
+    nprobe: int = 16
+    use_gpu: bool | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """One space the pool is looked at in: projected rows float32 ``N×d`` and their kNN graph."""
+
+    name: str
+    projected: np.ndarray
+    graph: NeighborGraph
+
+
+# invariant view: no zero padding. Standardising makes a black background a non-zero constant,
+# and a zero frame around it would not move with the content; without one, a shift that keeps
+# the content inside the image is a circular shift of the standardised image (the background
+# wraps around), which leaves the magnitudes exactly equal
+INVARIANT_PAD = 0
+
+
 @dataclass(frozen=True, eq=False)
 class ScanInputs:
     """What the scan built once, for every detector.
 
-    ``eligible``: bool ``N``, the image is not blank (pixel std at least the flat threshold), so it
-    may be a member of a chain or path. ``points``: the rows an incremental scan proposes from
-    (the new batch and the stored rows it lands next to); None in a full scan. ``full_pool`` is
-    False in an incremental scan: pool-wide statistics (cluster sizes) are then unavailable."""
+    ``shape``: (H, W, C) of one image (``features.rows`` are ``H·W·C`` long). ``eligible``: bool
+    ``N``, the image is not blank (pixel std at least the flat threshold), so it may be a member of
+    a chain or path. ``points``: the rows an incremental scan proposes from (the new batch and the
+    stored rows it lands next to); None in a full scan. ``full_pool`` is False in an incremental
+    scan: pool-wide statistics (cluster sizes) and views beyond ``pixels`` are then unavailable.
+    :meth:`view` builds other spaces on first use and shares them with every later detector."""
 
     features: Features
     graph: NeighborGraph
     ids: tuple[str, ...]
     eligible: np.ndarray
+    shape: tuple[int, int, int] | None = None
     labeled: LabeledRows | None = None
     points: np.ndarray | None = None
     full_pool: bool = True
+    settings: GraphSettings = GraphSettings()
+    _views: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def view(self, name: str) -> View | None:
+        """``pixels`` (the scan's own projection and graph) or ``invariant`` (|FFT| of standardised
+        images, :mod:`audit.invariance`), built once; None where a view cannot be built here
+        (an incremental scan, or rows that are not images)."""
+        if name == "pixels":
+            return View("pixels", self.features.projected, self.graph)
+        if name not in self._views:
+            self._views[name] = self._build(name)
+        return self._views[name]
+
+    def _build(self, name: str) -> View | None:
+        if name != "invariant":
+            raise invalid_parameter("view", "the scan", "one of pixels, invariant", name)
+        if not self.full_pool or self.shape is None or len(self) < 3:
+            return None
+        from audit.features import fit_projection
+        from audit.invariance import invariant_rows
+        from audit.neighbors import knn_graph
+
+        st = self.settings
+        rows = self.features.rows
+        rng = np.random.default_rng(st.seed)
+        take = np.sort(rng.choice(len(self), size=min(len(self), st.sample), replace=False))
+        proj = fit_projection(invariant_rows(rows[take], self.shape, INVARIANT_PAD), dim=st.dim, seed=st.seed)
+        projected = np.empty((len(self), proj.dim), np.float32)
+        step = 16_384
+        for s in range(0, len(self), step):
+            projected[s : s + step] = proj.transform(invariant_rows(rows[s : s + step], self.shape, INVARIANT_PAD))
+        graph = knn_graph(projected, min(st.k, len(self) - 1), exact_max=st.exact_max, nprobe=st.nprobe,
+                          use_gpu=st.use_gpu, seed=st.seed)
+        return View("invariant", projected, graph)
 
 
 @dataclass

@@ -19,7 +19,7 @@ def test_result_contract(clean_images):
     seen = []
     res = scan(images, progress=lambda stage, done, total: seen.append(stage))
     assert res.tool == "scan" and res.ids == images.ids
-    assert set(res.scores) == {"bridge", "cluster", "near_duplicate"}
+    assert set(res.scores) == {"bridge", "path", "cluster", "near_duplicate"}
     assert all(v.shape == (300,) and v.dtype.kind == "f" for v in res.scores.values())
     assert {"features", "neighbors", "bridge", "cluster", "near_duplicate"} <= set(res.timings)
     assert res.unreadable == images.unreadable
@@ -42,7 +42,7 @@ def test_labeled_of_another_shape_is_rejected(clean_images):
 def test_bad_config_is_rejected_in_sklearn_form(clean_images):
     with pytest.raises(InvalidParameterError, match="'k' parameter of ScanConfig"):
         scan(make_set(clean_images[:10]), ScanConfig(k=0))
-    with pytest.raises(UnknownNameError, match=r"Unknown detector 'brige'\. Available: bridge, cluster, near_duplicate"):
+    with pytest.raises(UnknownNameError, match=r"Unknown detector 'brige'\. Available: bridge, path, cluster, near_duplicate"):
         scan(make_set(clean_images[:10]), ScanConfig(detectors=("brige",)))
     with pytest.raises(InvalidParameterError, match="'detectors' parameter of ScanConfig"):
         scan(make_set(clean_images[:10]), ScanConfig(detectors=()))

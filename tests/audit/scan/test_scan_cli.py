@@ -201,7 +201,7 @@ def test_tuning_defaults_match_scan_config():
 def test_unknown_detector_names_the_valid_ones(pools):
     res = _invoke(pools["clean"], "--detectors", "bridge,colinear")
     assert res.exit_code == 2
-    assert "Unknown detector 'colinear'. Available: bridge, cluster, near_duplicate" in res.stderr
+    assert "Unknown detector 'colinear'. Available: bridge, path, cluster, near_duplicate" in res.stderr
 
 
 # --- the output policy, before any work (#12) ----------------------------------------------------

@@ -1,0 +1,318 @@
+"""``path``: bridges that are smooth but not straight (curved blends, latent-space or generative
+paths) or were roughened to walk past the line test (per-image noise, JPEG re-saves, colour
+jitter, small translations). Paper 5.2 expects the cat-and-mouse: this detector drops the
+straight line and keeps what every bridge needs to work, a one-dimensional chain of images,
+each far closer to the next than natural images are to each other, running between two
+far-apart images (paper 3.1: the labels must propagate step by step from x' to x*).
+
+Links. In a view (``pixels``: the scan's projection; ``invariant``: |FFT| of standardised images,
+where brightness, contrast and small shifts cancel, see :mod:`audit.invariance`), image i links
+to its ``k_link`` nearest neighbours that have i among their ``k_mutual`` nearest (mutual
+neighbours: a hub cannot collect links). A link's looseness is
+
+    r = length / min(d_K(i), d_K(j))
+
+with ``d_K`` the distance to the K-th neighbour (the graph's k). Along a chain, kNN distances
+grow linearly (the 16th neighbour is ~8 steps away: r ≈ 0.12 on a 30-image bridge); among
+natural images in a high-dimensional pool they hardly grow (r ≈ 0.8). The threshold comes from
+the pool itself: a link is *tight* when r <= ``tightness`` × the pool's ``quantile`` of r, so no
+scale is fitted to one dataset. In the invariant view the length is the aligned distance of the
+two standardised images (best relative shift up to ``max_shift`` px), computed for the tightest
+``align_fraction`` of links only (the magnitudes forget positions: they propose, pixels decide).
+
+Paths. Components of tight links with at least ``min_size`` images whose extent (largest
+distance between members / median link) is at least ``min_extent``: a path goes somewhere; a
+group of near copies (every member next to every other) does not. Candidates of both views
+that share an image are one finding, ordered along the links from one end to the other. An end
+that sits next to a labeled image (``--labeled``) is the source x'; the other end is the likely
+target x*. Candidates mostly inside an earlier ``bridge`` finding are left to it.
+
+Per-image score (every image): how many times tighter its tightest link is than the pool's
+``quantile`` of r (max over views); natural images score about 1 or less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components, shortest_path
+
+from audit.errors import invalid_parameter
+from audit.findings import Finding, Member, Severity
+from audit.scan.detectors.base import (Detector, DetectorOutput, ScanInputs, View, check_number,
+                                       members_union)
+
+VIEWS = ("pixels", "invariant")
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    views: tuple[str, ...] = VIEWS  # invariant catches shifted and jittered bridges (+1 kNN graph)
+    # links per image: 2 would do for a clean chain; 4 keeps roughened ones (noise, shifts) in one
+    # piece (shift ±2 px recall 0.54 -> 0.96 on Fashion-MNIST, clean images flagged still 0)
+    k_link: int = 4
+    k_mutual: int = 8  # ... to images that have it among their 8 nearest: hubs get no link
+    tightness: float = 0.6  # tight link: r <= 0.6 × the pool's quantile below (0.35 on Fashion-MNIST)
+    quantile: float = 0.05  # natural links dominate it unless a twentieth of the pool is poison
+    min_size: int = 5  # fewer images cannot carry a label across the gap (paper Table 3)
+    min_extent: float = 4.0  # end to end >= 4 median links: near-copy groups have extent ~1-2
+    max_shift: int = 4  # invariant view: relative shift searched (two ±2 px shifted images)
+    align_fraction: float = 0.5  # invariant view: share of its links (the tightest) aligned in pixels
+    max_overlap: float = 0.5  # a candidate this much inside a bridge finding is that finding
+
+    def __post_init__(self) -> None:
+        own = "PathConfig"
+        if isinstance(self.views, str) or not self.views or any(v not in VIEWS for v in self.views):
+            raise invalid_parameter("views", own, f"a non-empty tuple of {', '.join(VIEWS)}", self.views)
+        check_number(own, "k_link", self.k_link, 1, integer=True)
+        check_number(own, "k_mutual", self.k_mutual, self.k_link, integer=True)
+        check_number(own, "tightness", self.tightness, 0.0, low_open=True)
+        check_number(own, "quantile", self.quantile, 0.0, 1.0, low_open=True)
+        check_number(own, "min_size", self.min_size, 3, integer=True)
+        check_number(own, "min_extent", self.min_extent, 1.0)
+        check_number(own, "max_shift", self.max_shift, 0, 16, integer=True)
+        check_number(own, "align_fraction", self.align_fraction, 0.0, 1.0, low_open=True)
+        check_number(own, "max_overlap", self.max_overlap, 0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class _Links:
+    """One view's tight links and what they were measured against."""
+
+    view: View
+    src: np.ndarray  # int64 L
+    dst: np.ndarray  # int64 L
+    length: np.ndarray  # float64 L, link length (aligned pixel distance in the invariant view)
+    r: np.ndarray  # float64 L, looseness of every candidate link
+    reference: float  # the pool's quantile of r
+    tight: np.ndarray  # bool L
+
+
+class Path(Detector):
+    name = "path"
+    Config = PathConfig
+    severity = Severity.ERROR
+    summary = "a one-dimensional chain of unusually close images between two distant ones (curved, noisy, jittered or shifted bridge)"
+
+    def run(self, inputs: ScanInputs, earlier: Mapping[str, DetectorOutput]) -> DetectorOutput:
+        cfg = self.config
+        n = len(inputs)
+        score = np.zeros(n)
+        links, stats = [], {}
+        for name in cfg.views:
+            view = inputs.view(name)
+            if view is None:  # an incremental scan has only the stored pixel view
+                stats[name] = "unavailable"
+                continue
+            lk = self._links(inputs, view)
+            links.append(lk)
+            per = np.zeros(n)
+            np.maximum.at(per, lk.src, lk.reference / np.maximum(lk.r, 1e-9))
+            np.maximum.at(per, lk.dst, lk.reference / np.maximum(lk.r, 1e-9))
+            score = np.maximum(score, per)
+            stats[name] = {"links": int(len(lk.r)), "tight": int(lk.tight.sum()), "reference_r": lk.reference}
+        candidates = [c for lk in links for c in self._candidates(inputs, lk)]
+        inside = members_union({k: v for k, v in earlier.items() if k == "bridge"}, Severity.ERROR)
+        findings = []
+        for group in _merge(candidates):
+            members = np.unique(np.concatenate([c["members"] for c in group]))
+            if np.mean(np.isin(members, list(inside))) >= cfg.max_overlap if inside else False:
+                continue
+            findings.append(self._finding(inputs, group, members, links, score))
+        stats["candidates"] = len(candidates)
+        return DetectorOutput(findings, score, stats)
+
+    # --- links -------------------------------------------------------------------------------
+
+    def _links(self, inputs: ScanInputs, view: View) -> _Links:
+        cfg = self.config
+        g = view.graph
+        idx, sq = g.indices, g.sqdist
+        n, k = idx.shape
+        d_ref = np.sqrt(np.maximum(sq[:, k - 1], 0))  # distance to the K-th neighbour
+        kl, km = min(cfg.k_link, k), min(cfg.k_mutual, k)
+        src = np.repeat(np.arange(n), kl)
+        dst = idx[:, :kl].ravel()
+        length = np.sqrt(np.maximum(sq[:, :kl].ravel(), 0))
+        ok = dst >= 0
+        src, dst, length = src[ok], dst[ok], length[ok]
+        mutual = (idx[dst, :km] == src[:, None]).any(axis=1)
+        keep = mutual & (src < dst) | (mutual & ~_has_reverse(src, dst, n))  # each undirected link once
+        src, dst, length = src[keep], dst[keep], length[keep]
+        eligible = inputs.eligible[src] & inputs.eligible[dst]
+        src, dst, length = src[eligible], dst[eligible], length[eligible]
+        scale = np.maximum(np.minimum(d_ref[src], d_ref[dst]), 1e-9)
+        r = length / scale
+        q = cfg.quantile
+        if view.name == "invariant" and len(r):
+            # magnitudes propose; the aligned pixel distance of the tightest links decides
+            m = max(1, int(np.ceil(cfg.align_fraction * len(r))))
+            best = np.argsort(r, kind="stable")[:m]
+            src, dst, scale = src[best], dst[best], scale[best]
+            length = _aligned(inputs, src, dst, cfg.max_shift)
+            r = length / scale
+            q = min(1.0, cfg.quantile / cfg.align_fraction)  # the same share of all links
+        reference = float(np.quantile(r, q)) if len(r) else 0.0
+        tight = r <= cfg.tightness * reference
+        return _Links(view, src, dst, np.asarray(length, np.float64), r.astype(np.float64), reference, tight)
+
+    def _candidates(self, inputs: ScanInputs, lk: _Links) -> list[dict[str, Any]]:
+        cfg = self.config
+        n = len(inputs)
+        s, d = lk.src[lk.tight], lk.dst[lk.tight]
+        if len(s) == 0:
+            return []
+        adj = sparse.coo_matrix((np.ones(len(s)), (s, d)), shape=(n, n)).tocsr()
+        _, label = connected_components(adj, directed=False)
+        sizes = np.bincount(label, minlength=n)
+        points = None if inputs.points is None else set(np.asarray(inputs.points).tolist())
+        out = []
+        proj = lk.view.projected
+        length = lk.length[lk.tight]
+        for c in np.flatnonzero(sizes >= cfg.min_size):
+            members = np.flatnonzero(label == c)
+            if points is not None and points.isdisjoint(members.tolist()):
+                continue  # an incremental scan reports what the new batch takes part in
+            inside = np.isin(s, members)
+            step = float(np.median(length[inside]))
+            if lk.view.name == "invariant":  # magnitudes shrink a path's length: measure it aligned
+                extent = _aligned_diameter(inputs, proj, members, cfg.max_shift) / max(step, 1e-9)
+            else:
+                extent = _diameter(proj[members]) / max(step, 1e-9)
+            if extent >= cfg.min_extent:
+                out.append({"view": lk.view.name, "members": members, "extent": float(extent),
+                            "links": (s[inside], d[inside]), "r": float(np.median(lk.r[lk.tight][inside])),
+                            "reference": lk.reference})
+        return out
+
+    # --- findings ----------------------------------------------------------------------------
+
+    def _finding(self, inputs: ScanInputs, group: list[dict], members: np.ndarray, links: list[_Links],
+                 score: np.ndarray) -> Finding:
+        ids = inputs.ids
+        order, position = _order(members, group)
+        members, position = members[order], position[order]
+        src = _source(inputs, members)
+        if src is not None and src["end"] == 1:
+            members, position = members[::-1], 1.0 - position[::-1]
+        n = len(members)
+        first, last = ("source", "target") if src is not None else ("endpoint", "endpoint")
+        out = []
+        for j, m in enumerate(members):
+            role = first if j == 0 else last if j == n - 1 else None
+            out.append(Member(id=ids[m], index=int(m), alpha=float(position[j]), role=role, score=float(score[m])))
+        views = sorted({c["view"] for c in group})
+        extent = max(c["extent"] for c in group)
+        tighter = float(np.median([c["reference"] / max(c["r"], 1e-9) for c in group]))
+        evidence: dict[str, Any] = {
+            "views": views,
+            "extent_steps": round(extent, 2),
+            "tighter_than_pool": round(tighter, 2),
+            "endpoints": [ids[members[0]], ids[members[-1]]],
+        }
+        if src is not None:
+            evidence["source_labeled_id"] = src["id"]
+            evidence["source_class"] = src["label"]
+            name = inputs.labeled.class_name(src["label"]) if inputs.labeled is not None else None
+            if name is not None:
+                evidence["source_class_name"] = name
+        who = f"from labeled {src['id']} " if src is not None else ""
+        how = "translation- and brightness-invariant view" if views == ["invariant"] else "pixel space" \
+            if views == ["pixels"] else "pixel space and the invariant view"
+        summary = (f"{n} images on one smooth path {who}between {ids[members[0]]} and {ids[members[-1]]}: "
+                   f"each {tighter:.1f}× closer to its neighbours on the path than this pool's close pairs, "
+                   f"{extent:.0f} steps end to end ({how}; a curved, noisy or shifted interpolation, not a straight line)")
+        return Finding(kind="path", severity=Severity.ERROR, score=float(n * np.log1p(tighter)),
+                       members=tuple(out), summary=summary, evidence=evidence)
+
+
+def _has_reverse(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
+    """bool per directed link: the opposite link is also in the list."""
+    key = src * n + dst
+    return np.isin(dst * n + src, key)
+
+
+def _aligned(inputs: ScanInputs, src: np.ndarray, dst: np.ndarray, max_shift: int) -> np.ndarray:
+    from audit.invariance import aligned_distance
+
+    return aligned_distance(inputs.features.rows, inputs.shape, src, dst, max_shift).astype(np.float64)
+
+
+def _diameter(x: np.ndarray) -> float:
+    """Largest distance between rows, by a double sweep (exact on a path, never above it)."""
+    x = x.astype(np.float64)
+    a = int(np.argmax(((x - x.mean(axis=0)) ** 2).sum(axis=1)))
+    da = ((x - x[a]) ** 2).sum(axis=1)
+    b = int(np.argmax(da))
+    return float(np.sqrt(max(da[b], ((x - x[b]) ** 2).sum(axis=1).max())))
+
+
+def _aligned_diameter(inputs: ScanInputs, proj: np.ndarray, members: np.ndarray, max_shift: int) -> float:
+    """The double sweep of :func:`_diameter` with aligned pixel distances (the ends are found
+    from the first member; the second sweep starts at the farthest)."""
+    a = members[int(np.argmax(((proj[members] - proj[members].mean(axis=0)) ** 2).sum(axis=1)))]
+    da = _aligned(inputs, np.full(len(members), a), members, max_shift)
+    b = members[int(np.argmax(da))]
+    db = _aligned(inputs, np.full(len(members), b), members, max_shift)
+    return float(max(da.max(), db.max()))
+
+
+def _merge(candidates: list[dict]) -> list[list[dict]]:
+    """Candidates (of any view) that share an image, as groups."""
+    groups: list[list[dict]] = []
+    seen: list[set] = []
+    for c in candidates:
+        m = set(c["members"].tolist())
+        hit = [i for i, s in enumerate(seen) if s & m]
+        merged = [c] + [x for i in hit for x in groups[i]]
+        union = m.union(*[seen[i] for i in hit])
+        groups = [g for i, g in enumerate(groups) if i not in hit] + [merged]
+        seen = [s for i, s in enumerate(seen) if i not in hit] + [union]
+    return groups
+
+
+def _order(members: np.ndarray, group: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Members ordered along the links from one end to the other, and each one's position in
+    [0, 1] (hops along the path from the first end). Ends: a double sweep over hop distances."""
+    local = {int(m): i for i, m in enumerate(members)}
+    rows, cols = [], []
+    for c in group:
+        s, d = c["links"]
+        rows += [local[int(v)] for v in s]
+        cols += [local[int(v)] for v in d]
+    m = len(members)
+    adj = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(m, m)).tocsr()
+    hops = shortest_path(adj, directed=False, unweighted=True, indices=[0])[0]
+    a = int(np.argmax(np.where(np.isfinite(hops), hops, -1)))
+    from_a = shortest_path(adj, directed=False, unweighted=True, indices=[a])[0]
+    b = int(np.argmax(np.where(np.isfinite(from_a), from_a, -1)))
+    from_b = shortest_path(adj, directed=False, unweighted=True, indices=[b])[0]
+    finite = np.isfinite(from_a) & np.isfinite(from_b)
+    # position: hops from a, against hops from b (averaging the two halves ties on a noisy path)
+    pos = np.where(finite, (from_a + (from_a[b] - from_b)) / 2.0, 0.0)
+    if members[a] > members[b]:  # a fixed orientation: the end with the smaller row index first
+        pos = pos.max() - pos
+    order = np.lexsort((members, pos))
+    span = max(pos.max() - pos.min(), 1e-9)
+    return order, (pos - pos.min()) / span
+
+
+def _source(inputs: ScanInputs, members: np.ndarray) -> dict | None:
+    """A labeled image next to one end of the path (within its own median step): that end is x'."""
+    lab = inputs.labeled
+    if lab is None or len(lab.rows) == 0:
+        return None
+    proj = inputs.features.projected
+    steps = np.sqrt(((proj[members[1:]] - proj[members[:-1]]) ** 2).sum(axis=1))
+    reach = 2.0 * float(np.median(steps)) if len(steps) else 0.0
+    best = None
+    for end, m in ((0, members[0]), (1, members[-1])):
+        d = np.sqrt(((lab.projected - proj[m]) ** 2).sum(axis=1))
+        j = int(np.argmin(d))
+        if d[j] <= reach and (best is None or d[j] < best["distance"]):
+            label = None if lab.images.labels is None else int(lab.images.labels[j])
+            best = {"end": end, "id": lab.images.ids[j], "label": label, "distance": float(d[j])}
+    return best

@@ -1,0 +1,124 @@
+"""The ``path`` detector: bridges that are smooth but not straight, or roughened against the line
+test, in a real pool (1997 images: Fashion-MNIST fixture + upscaled digits). Bridges are built
+here (tests never import redteam)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.data.imageset import ImageSet
+from audit.errors import InvalidParameterError
+from audit.scan.pipeline import ScanConfig, scan
+from scan_helpers import make_set
+
+N = 24
+
+
+def _used(fashion, a=5, b=0, c=8):
+    return [int(np.flatnonzero(fashion[1] == k)[1]) for k in (a, b, c)]
+
+
+def _pair(fashion):
+    """x', x* and a third image z, float64; they are left out of the pool (``_pool``), so the
+    bridge's ends are the only copies of them."""
+    return tuple(fashion[0][i].astype(np.float64) for i in _used(fashion))
+
+
+def _pool(clean_images, fashion):
+    keep = np.setdiff1d(np.arange(len(clean_images)), _used(fashion))  # the fixture comes first
+    return clean_images[keep]
+
+
+def _shift(img, dy, dx):
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def _curve(fashion, kind: str, rng):
+    xs, xt, z = _pair(fashion)
+    a = np.linspace(0, 1, N)[:, None, None, None]
+    if kind == "bezier":  # through a third natural image: on a parabola, not a line
+        x = (1 - a) ** 2 * xs + 2 * a * (1 - a) * z + a**2 * xt
+    else:
+        x = (1 - a) * xs + a * xt
+    if kind == "noise":
+        x = x + rng.normal(0, 8, x.shape)
+    out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if kind == "shift":
+        out = np.stack([_shift(im, *rng.integers(-2, 3, 2)) for im in out])
+    return out, np.linspace(0, 1, N)
+
+
+def _found(res, kind, first, last):
+    return [f for f in res.findings if f.kind == kind and {m.index for m in f.members} & set(range(first, last))]
+
+
+@pytest.mark.parametrize("kind", ["bezier", "noise", "shift"])
+def test_roughened_and_curved_bridges_are_found_as_one_ordered_path(clean_images, fashion, kind):
+    rng = np.random.default_rng(1)
+    bridge, alpha = _curve(fashion, kind, rng)
+    clean = _pool(clean_images, fashion)
+    n0 = len(clean)
+    res = scan(make_set(np.concatenate([clean, bridge])))
+    paths = _found(res, "path", n0, n0 + N)
+    assert len(paths) == 1, [f.summary for f in res.findings]
+    f = paths[0]
+    got = np.array([m.index for m in f.members])
+    assert np.isin(np.arange(n0 + 1, n0 + N - 1), got).mean() >= 0.9  # the interior, ends aside
+    assert (got >= n0).mean() >= 0.95  # and hardly a clean image with it
+    assert f.severity.value == "error" and "smooth path" in f.summary and "not a straight line" in f.summary
+    order = got[got >= n0] - n0
+    rho = np.corrcoef(np.argsort(np.argsort(order)), order)[0, 1]
+    assert abs(rho) > 0.9  # members in bridge order (either direction)
+    if kind == "shift":
+        assert f.evidence["views"] == ["invariant"]  # only the shift-tolerant view sees it
+    scores = res.scores["path"]
+    assert np.median(scores[n0:]) > 2 * np.quantile(scores[:n0], 0.99)  # an honest per-image score
+
+
+def test_a_clean_pool_has_no_path(clean_images):
+    res = scan(make_set(clean_images), ScanConfig(detectors=("path",)))
+    assert not [f for f in res.findings if f.kind == "path"]
+    assert res.params["stats"]["path"]["candidates"] == 0
+
+
+def test_a_labeled_source_names_the_end_it_sits_at(clean_images, fashion):
+    bridge, _ = _curve(fashion, "bezier", np.random.default_rng(0))
+    clean = _pool(clean_images, fashion)
+    n0 = len(clean)
+    pool = make_set(np.concatenate([clean, bridge[1:]]))  # x' itself is only in the labeled set
+    xs = np.clip(np.rint(_pair(fashion)[0]), 0, 255).astype(np.uint8)
+    labeled = ImageSet(np.stack([xs, clean_images[0]]), ("sandal/x.png", "other/y.png"), np.array([1, 0]),
+                       class_names=("other", "sandal"))
+    res = scan(pool, labeled=labeled)
+    f = _found(res, "path", n0, n0 + N)[0]
+    assert f.members[0].role == "source" and f.members[-1].role == "target"
+    assert f.evidence["source_labeled_id"] == "sandal/x.png" and f.evidence["source_class_name"] == "sandal"
+    assert f.members[0].index - n0 < 3 and f.members[-1].index - n0 > N - 6  # x' end first
+
+
+def test_a_straight_bridge_is_left_to_the_bridge_detector(clean_images, fashion):
+    xs, xt, _ = _pair(fashion)
+    a = np.linspace(0, 1, N)[:, None, None, None]
+    bridge = np.clip(np.rint((1 - a) * xs + a * xt), 0, 255).astype(np.uint8)
+    clean = _pool(clean_images, fashion)
+    n0 = len(clean)
+    res = scan(make_set(np.concatenate([clean, bridge])))
+    assert _found(res, "bridge", n0, n0 + N) and not _found(res, "path", n0, n0 + N)
+    alone = scan(make_set(np.concatenate([clean, bridge])), ScanConfig(detectors=("path",)))
+    assert _found(alone, "path", n0, n0 + N)  # it does see it when asked alone
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"views": ("pixels", "fourier")}, "'views' parameter of PathConfig"),
+    ({"views": "pixels"}, "'views' parameter of PathConfig"),
+    ({"k_mutual": 1}, "'k_mutual' parameter of PathConfig must be an int >= 4"),
+    ({"tightness": 0}, "'tightness' parameter of PathConfig"),
+    ({"min_size": 2}, "'min_size' parameter of PathConfig"),
+])
+def test_path_options_are_validated(clean_images, options, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        scan(make_set(clean_images[:20]), ScanConfig(options={"path": options}))

@@ -1,0 +1,62 @@
+"""The invariant view (audit.invariance): what it must be invariant to, and the aligned distance
+against a brute-force loop over shifts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.invariance import aligned_distance, invariant_rows, standardise
+
+
+def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def items(fashion200):
+    """Real Fashion-MNIST images inside a 4 px black frame: shifts keep their content whole."""
+    return np.pad(fashion200.images[:40], ((0, 0), (4, 4), (4, 4), (0, 0)))
+
+
+def test_magnitudes_ignore_brightness_contrast_and_shifts_inside_the_frame(items):
+    x = items[3]
+    variants = np.stack([x, _shift(x, 2, -1), np.clip(x.astype(float) * 0.8 + 20, 0, 255).round().astype(np.uint8)])
+    rows = variants.reshape(3, -1)
+    inv = invariant_rows(rows, x.shape)
+    assert np.allclose(inv[0], inv[1], atol=1e-2 * np.abs(inv[0]).max())  # shift: equal up to float error
+    far = np.linalg.norm(invariant_rows(items[4:5].reshape(1, -1), x.shape)[0] - inv[0])
+    assert np.linalg.norm(inv[2] - inv[0]) < 0.05 * far  # brightness/contrast (clipped at 0): near equal
+    padded = invariant_rows(rows, x.shape, pad=4)  # a zero frame would not move with the content
+    assert not np.allclose(padded[0], padded[1], atol=1e-2 * np.abs(padded[0]).max())
+
+
+def test_aligned_distance_is_the_best_shift_on_the_overlap(items):
+    rng = np.random.default_rng(0)
+    shape = items.shape[1:]
+    rows = items.reshape(len(items), -1)
+    a, b, m = rng.integers(0, len(items), 25), rng.integers(0, len(items), 25), 3
+    fast = aligned_distance(rows, shape, a, b, m)
+    x = standardise(rows, shape)
+    h, w, c = shape
+    slow = []
+    for i, j in zip(a, b):
+        best = np.inf
+        for dy in range(-m, m + 1):
+            for dx in range(-m, m + 1):
+                d = (x[i][:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+                     - x[j][:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)])
+                best = min(best, float((d * d).mean()))
+        slow.append(np.sqrt(best * h * w * c))
+    assert np.allclose(fast, slow, rtol=1e-3, atol=1.0)  # float32 cancellation: ~0.6 on a pair with itself
+
+
+def test_an_image_and_its_shift_are_aligned_to_zero_distance(items):
+    x = items[7]
+    rows = np.stack([x, _shift(x, -2, 2)]).reshape(2, -1)
+    d = aligned_distance(rows, x.shape, np.array([0]), np.array([1]), max_shift=2)[0]
+    assert d < 1.0  # the content moved 2 px up and right; its pixels agree on the overlap
+    assert aligned_distance(rows, x.shape, np.array([0]), np.array([1]), max_shift=0)[0] > 100 * max(d, 1e-3)
