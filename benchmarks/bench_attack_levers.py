@@ -133,6 +133,8 @@ def arms() -> dict[str, Arm]:
         "times longer (9 000 steps, ~400 passes) lets it reach x*.", replace(f, train=replace(f.train, steps=9000)))
     add("f-runnerup", "pair", h_runner, f, "runner-up")
     add("f-nearbound", "pair", h_near, f, "near-boundary")
+    add("f-edge", "pair", h_edge.replace("(d-nearbound, d-tau*)", "(digits)"),
+        replace(f, seed=100, trials=8), "near-boundary", (0.85, 0.95))
     return {a.name: a for a in out}
 
 
@@ -178,7 +180,10 @@ def run(args: argparse.Namespace) -> None:
     if unknown:
         sys.exit(f"unknown arm(s) {', '.join(unknown)}; see `list`")
     for name in args.arms:
-        arm = with_pairs(table[name], args.out)
+        arm = table[name]
+        if args.trials:  # the first N trials of the arm (more later: finished trials are reused)
+            arm = replace(arm, config=replace(arm.config, trials=min(args.trials, arm.config.trials)))
+        arm = with_pairs(arm, args.out)
         t0 = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name}: start", flush=True)
 
@@ -371,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run")
     r.add_argument("arms", nargs="+")
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--trials", type=int, default=0, help="run only the first N trials of each arm")
     r.add_argument("--no-keep", action="store_true", help="delete the recordings (default: keep them)")
     st = sub.add_parser("strips")
     st.add_argument("--png", type=Path, default=OUT / "levers.png")
