@@ -10,7 +10,8 @@ at every file operation, and the cost of the checksums. Results go to docs/bench
     # the same with the real CLI under strace: one run per store file operation, killed by
     # `strace -e inject=SYSCALL:signal=KILL:when=N` (N-th call of that syscall in the main thread)
     python benchmarks/bench_store_safety.py kill --mode strace
-    # sha256 verification on load at 1M 32×32×3 images (a store of the real layout and sizes)
+    # sha256 verification on load at 1M 32×32×3 images (a store of the real layout and sizes,
+    # or --store the one bench_scan_scale.py writes)
     python benchmarks/bench_store_safety.py checksum --n 1000000 --repeat 3
 
 After each kill the store must open (``load_store``) with the old pool or the new one (for a
@@ -246,7 +247,7 @@ def cmd_checksum(a) -> None:
     from audit.scan.store_io import verify
     from audit.scan.store_layout import StoreWriter, open_version
 
-    store = a.work / f"checksum{a.n}"
+    store = a.store or a.work / f"checksum{a.n}"
     d, dim, k = 32 * 32 * 3, 64, 16
     if not (store / "CURRENT").exists():
         rng = np.random.default_rng(0)
@@ -284,16 +285,36 @@ def cmd_checksum(a) -> None:
     blake = len(buf) / (time.perf_counter() - t0) / 1e9
     print(f"store {size / 1e9:.2f} GB in {len(files)} files; sha256 {sha:.2f} GB/s, blake2b {blake:.2f} GB/s "
           f"(one thread); load {_load()}", flush=True)
+    import audit.scan.store as store_mod
+
+    cases = [("verify every file whole (what an update checks)", lambda: verify(folder, files, tuple(files))),
+             ("verify every file whole, 1 thread", lambda: verify(folder, files, tuple(files), workers=1)),
+             ("load_store (rows.npy checked as rows are read)", lambda: load_store(store)),
+             ("load_store, no checksum", lambda: load_store(store, verify_checksums=False))]
+    if a.batch is not None:
+        from audit.data.load import load_images
+
+        batch = load_images(a.batch)
+        unchecked = lambda path: store_mod.__dict__["_real_load_store"](path, verify_checksums=False)  # noqa: E731
+        store_mod._real_load_store = store_mod.load_store
+
+        def against(check: bool):
+            store_mod.load_store = store_mod._real_load_store if check else unchecked
+            try:
+                res = store_mod.scan_against(batch, store)
+            finally:
+                store_mod.load_store = store_mod._real_load_store
+            return res
+
+        cases += [(f"scan_against {len(batch)} images, checksums on", lambda: against(True)),
+                  (f"scan_against {len(batch)} images, checksums off", lambda: against(False))]
     timing: dict[str, list[float]] = {}
     for _ in range(a.repeat):
-        for name, fn in (("verify (all threads)", lambda: verify(folder, files, tuple(files))),
-                         ("verify (1 thread)", lambda: verify(folder, files, tuple(files), workers=1)),
-                         ("load_store, verified", lambda: load_store(store)),
-                         ("load_store, not verified", lambda: load_store(store, verify_checksums=False))):
+        for name, fn in cases:
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             timing.setdefault(name, []).append(time.perf_counter() - t0)
-            timing.setdefault(name + " CPU", []).append(time.process_time() - c0)
+            timing.setdefault(name + ", CPU", []).append(time.process_time() - c0)
     for name, v in timing.items():
         print(f"{name}: median {statistics.median(v):.2f} s ({', '.join(f'{x:.2f}' for x in v)})")
     print(f"load {_load()}")
@@ -311,6 +332,10 @@ def main() -> None:
                    help="strace: after each kill, run a next writer and check it leaves no garbage")
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--batch", type=Path, help="checksum: also time scan_against of this batch (e.g. "
+                                                "bench_scan_scale.py's batch10k.npz) with and without checksums")
+    p.add_argument("--store", type=Path, help="checksum: measure this existing store (e.g. bench_scan_scale.py's "
+                                                "synth1000000.store) instead of writing a synthetic one")
     p.add_argument("--work", type=Path, default=WORK)
     a = p.parse_args()
     {"race": cmd_race, "kill": cmd_kill, "checksum": cmd_checksum}[a.what](a)

@@ -41,7 +41,7 @@ from audit.features import Features, Projection, pixel_rows, release_pages, row_
 from audit.findings import AuditResult
 from audit.neighbors import NeighborGraph, drop_self, search
 from audit.scan.pipeline import Progress, ScanConfig, ScanContext, build_context, check_labeled, run_detectors
-from audit.scan.store_io import verify
+from audit.scan.store_io import LAZY_BLOCK, LazyVerifier, check_size, verify
 from audit.scan.store_layout import DEFAULT_LOCK_TIMEOUT, StoreWriter, check_store_path, open_version, read_current
 
 FORMAT = "ssl-poison-audit/scan-index"
@@ -49,6 +49,36 @@ VERSION = 1
 _FILES = ("meta.json", "ids.json", "rows.npy", "eligible.npy", "mean.npy", "components.npy",
           "projected.npy", "index.faiss")
 _KNN = ("knn_indices.npy", "knn_sqdist.npy")
+EAGER_ROWS = 256 << 20  # rows.npy up to this size is verified whole on load (0.2 s); beyond, as rows are read
+
+
+class _VerifiedRows:
+    """The stored uint8 ``N×D`` rows, memory-mapped, whose every 256 KiB block of ``rows.npy`` is
+    checked against the manifest before a row in it is first returned: an ``--against`` scan
+    reads a few hundred of a million rows, an update streams them all (and so checks them all)."""
+
+    def __init__(self, mm: np.ndarray, verifier: LazyVerifier) -> None:
+        self.base = mm  # what release_pages follows to drop the mapped pages
+        self.verifier, self.shape, self.dtype = verifier, mm.shape, mm.dtype
+        self.offset, self.width = int(mm.offset), int(mm.shape[1]) * mm.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step == 1:
+                ranges = [(self.offset + start * self.width, self.offset + stop * self.width)] if stop > start else []
+                self.verifier.check(ranges)
+                return np.asarray(self.base[index])
+            index = np.arange(start, stop, step)
+        rows = np.asarray(index, dtype=np.int64).ravel()
+        rows = np.where(rows < 0, rows + n, rows)
+        self.verifier.check((self.offset + r * self.width, self.offset + (r + 1) * self.width) for r in rows.tolist()
+                            if 0 <= r < n)
+        return np.asarray(self.base[index])
 
 
 class _StackedRows:
@@ -109,7 +139,7 @@ def _write_version(writer: StoreWriter, context: ScanContext, eligible: np.ndarr
     meta = {"format": FORMAT, "version": VERSION, "n": len(f), "shape": list(shape),
             "dim": f.projection.dim, "index_kind": context.graph.kind.replace("gpu-", ""), "k": context.graph.k}
     writer.begin()
-    writer.write_file("rows.npy", lambda fh: _write_rows(fh, f.rows))
+    writer.write_file("rows.npy", lambda fh: _write_rows(fh, f.rows), block=LAZY_BLOCK)
     writer.write_file("eligible.npy", lambda fh: np.save(fh, np.asarray(eligible, bool)))
     writer.write_file("mean.npy", lambda fh: np.save(fh, f.projection.mean))
     writer.write_file("components.npy", lambda fh: np.save(fh, f.projection.components))
@@ -253,11 +283,12 @@ def load_store(path: str | Path, *, verify_checksums: bool = True) -> dict:
     writer collected while it was being opened is followed to the new current one."""
     path = Path(path)
     for _ in range(8):
-        folder, files = open_version(path)
+        before = _current_name(path)
         try:
+            folder, files = open_version(path)
             return _load(path, folder, files, verify_checksums)
         except CheckpointError:
-            if files is None or _current_name(path) in (folder.name, None):
+            if _current_name(path) == before:  # nothing moved under us: the store itself is wrong
                 raise
     raise CheckpointError(f"scan index at {path} changed 8 times while being opened; try again")
 
@@ -277,8 +308,14 @@ def _load(path: Path, folder: Path, files: dict | None, check: bool) -> dict:
     if missing:
         raise CheckpointError(f"scan index at {path} is incomplete: missing {', '.join(missing)}")
     has_knn = (folder / "knn_indices.npy").is_file() and (folder / "knn_sqdist.npy").is_file()
+    lazy = None
     if files is not None and check:  # a v1 store has no manifest: it gains one on its next update
-        verify(folder, files, _FILES + (_KNN if has_knn or any(n in files for n in _KNN) else ()))
+        names = _FILES + (_KNN if has_knn or any(n in files for n in _KNN) else ())
+        check_size(folder, "rows.npy", files)
+        if files["rows.npy"]["size"] > EAGER_ROWS:  # every block checked before a row of it is used
+            names = tuple(n for n in names if n != "rows.npy")
+            lazy = LazyVerifier(folder, "rows.npy", files["rows.npy"])
+        verify(folder, files, names)
     try:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError) as e:
@@ -316,6 +353,8 @@ def _load(path: Path, folder: Path, files: dict | None, check: bool) -> dict:
     if not ok:
         raise CheckpointError(f"scan index at {path} is corrupt: its files disagree on the number, shape or type "
                               "of images")
+    if lazy is not None:
+        rows = _VerifiedRows(rows, lazy)
     return {"ids": ids, "rows": rows, "eligible": eligible, "projection": Projection(mean, comps),
             "projected": projected, "index": index, "shape": shape, "kind": meta.get("index_kind", "flat"),
             "knn": knn}

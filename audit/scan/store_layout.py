@@ -8,7 +8,7 @@ the CLI checks a STORE path with it before importing anything heavy.
       store.lock          an empty file that writers flock(2)
       CURRENT             "v000007 <sha256 of v000007/manifest.json>": the version readers use
       v000007/            one complete, immutable version: the data files (store.py) and
-        manifest.json     every file's size and sha256 per 64 MiB block, written last
+        manifest.json     every file's size and sha256 per block, written last
       .v000008.tmp-PID/   a version being written; renamed to v000008 once complete and synced
 
 A writer holds the lock from reading CURRENT to replacing it, so writers are serialised and an
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from audit.errors import CheckpointError
-from audit.scan.store_io import BLOCK, HashingWriter, fsync_dir, read_json, read_small, unlink, write_small
+from audit.scan.store_io import BLOCK, HashingWriter, fsync_dir, read_json, read_small, unlink, valid_entry, write_small
 from audit.scan.store_v1 import V1_FILES, clean_v1_siblings, is_v1, recover_v1
 
 MARKER, LOCK, CURRENT, MANIFEST = "store.json", "store.lock", "CURRENT", "manifest.json"
@@ -157,8 +157,7 @@ def open_version(path: Path) -> tuple[Path, dict | None]:
         raise CheckpointError(f"scan index at {path} is corrupt: {cur[0]}/{MANIFEST} does not match its checksum")
     try:
         files = json.loads(raw)["files"]
-        ok = isinstance(files, dict) and all(isinstance(e["size"], int) and isinstance(e["sha256"], list)
-                                             for e in files.values())
+        ok = isinstance(files, dict) and all(valid_entry(e) for e in files.values())
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
@@ -218,10 +217,11 @@ class StoreWriter:
         self.files = {}
         return self.tmp
 
-    def write_file(self, name: str, fill: Callable[[HashingWriter], None]) -> None:
-        """Create ``name`` in the version being written: ``fill(fh)`` writes it, then fsync."""
+    def write_file(self, name: str, fill: Callable[[HashingWriter], None], block: int = BLOCK) -> None:
+        """Create ``name`` in the version being written: ``fill(fh)`` writes it, then fsync;
+        one sha256 per ``block`` bytes goes into the manifest."""
         with open(self.tmp / name, "xb") as raw:
-            out = HashingWriter(raw)
+            out = HashingWriter(raw, block)
             fill(out)
             raw.flush()
             os.fsync(raw.fileno())
@@ -229,8 +229,8 @@ class StoreWriter:
 
     def publish(self) -> str:
         """Make the version written since :meth:`begin` the current one; returns its name."""
-        manifest = (json.dumps({"format": FORMAT + "-manifest", "version": VERSION, "block": BLOCK,
-                                "files": self.files}, indent=1) + "\n").encode()
+        manifest = (json.dumps({"format": FORMAT + "-manifest", "version": VERSION, "files": self.files},
+                               indent=1) + "\n").encode()
         with open(self.tmp / MANIFEST, "xb") as fh:
             fh.write(manifest)
             fh.flush()

@@ -210,6 +210,26 @@ def test_twenty_trials_of_two_concurrent_cli_updates(data, tmp_path):
         assert codes == [0, 0] and len(ids) == 80 and {i[:2] for i in ids[60:]} == {"a_", "b_"}
 
 
+def test_a_reader_follows_a_version_replaced_while_it_opens_it(data, store, monkeypatch):
+    """Readers take no lock: a writer may publish and collect the version a reader is opening."""
+    import audit.scan.store as store_mod
+    from audit.data.load import load_images
+
+    real, calls = store_mod._load, []
+
+    def load(path, folder, files, check):
+        calls.append(folder.name)
+        if len(calls) == 1:  # between reading CURRENT and opening the files, another run adds a batch
+            monkeypatch.setattr(store_mod, "_load", real)
+            store_mod.update_store(load_images(data["a"]), store, lock_timeout=5)
+            monkeypatch.setattr(store_mod, "_load", load)
+        return real(path, folder, files, check)
+
+    monkeypatch.setattr(store_mod, "_load", load)
+    assert len(load_store(store)["ids"]) == 70
+    assert calls == ["v000001", "v000002"]  # the first attempt found its version gone, then retried
+
+
 def test_a_writer_that_waits_too_long_gives_up_with_the_holder(data, store):
     before = _snapshot(store)
     with StoreWriter(store):  # this process holds the lock (flock is per open file)
@@ -475,3 +495,40 @@ def test_a_flipped_byte_names_the_file(data, store):
         _flip(name)(fresh)
         with pytest.raises(CheckpointError, match=rf"corrupt: {re.escape(name)} does not match its checksum"):
             load_store(fresh)
+
+
+def test_rows_of_a_big_store_are_verified_block_by_block_as_they_are_read(clean_images, tmp_path, monkeypatch):
+    """Above EAGER_ROWS, rows.npy is checked per 256 KiB block before a row of it is used: an
+    --against scan reads a few hundred of a million rows; an update reads (so checks) them all."""
+    import audit.scan.store as store_mod
+    from audit.data.imageset import ImageSet
+    from audit.scan import save_index
+    from audit.scan.store import scan_against, update_store
+
+    pool = ImageSet(clean_images, tuple(f"p/{i:04d}" for i in range(len(clean_images))))  # 1997 rows: 6 blocks
+    store = save_index(pool, tmp_path / "BIG")
+    rows = np.load(_ver(store) / "rows.npy", mmap_mode="r")
+    at = int(rows.offset) + 1500 * rows.shape[1] + 7  # a byte of row 1500, in block 4
+    del rows
+    raw = bytearray((_ver(store) / "rows.npy").read_bytes())
+    raw[at] ^= 0xFF
+    (_ver(store) / "rows.npy").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="rows.npy does not match its checksum"):
+        load_store(store)  # a small rows.npy is verified whole on load
+    monkeypatch.setattr(store_mod, "EAGER_ROWS", 0)
+    st = load_store(store)
+    assert isinstance(st["rows"], store_mod._VerifiedRows)
+    np.testing.assert_array_equal(st["rows"][:300], clean_images[:300].reshape(300, -1))  # block 0 only
+    np.testing.assert_array_equal(st["rows"][[1996, 5]], clean_images[[1996, 5]].reshape(2, -1))  # blocks 5, 0
+    with pytest.raises(CheckpointError, match=r"rows.npy does not match its checksum \(bytes 1048576\.\."):
+        st["rows"][[1500]]
+    with pytest.raises(CheckpointError, match=r"rows.npy does not match its checksum"):
+        st["rows"][1400:1600]
+    before = _snapshot(store)
+    batch = ImageSet(clean_images[:4] // 3, ("n/0", "n/1", "n/2", "n/3"))
+    with pytest.raises(CheckpointError, match="rows.npy does not match its checksum"):
+        update_store(batch, store)  # streams every stored row into the new version: all are checked
+    after = _snapshot(store)
+    del before[str(store)], after[str(store)]  # its temporary version came and went; nothing else moved
+    assert after == before
+    scan_against(batch, store)  # reads only the rows it needs, none in the damaged block
