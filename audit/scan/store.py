@@ -37,11 +37,12 @@ import numpy as np
 
 from audit.data.imageset import ImageSet
 from audit.errors import CheckpointError, ShapeMismatchError
-from audit.features import Features, Projection, pixel_rows, release_pages, row_std
+from audit.features import Features, Projection, pixel_rows, row_std
 from audit.findings import AuditResult
 from audit.neighbors import NeighborGraph, drop_self, search
 from audit.scan.pipeline import Progress, ScanConfig, ScanContext, build_context, check_labeled, run_detectors
 from audit.scan.store_io import LAZY_BLOCK, LazyVerifier, check_size, verify
+from audit.scan.store_rows import Concat, StackedRows, VerifiedRows, write_rows
 from audit.scan.store_layout import DEFAULT_LOCK_TIMEOUT, StoreWriter, check_store_path, open_version, read_current
 
 FORMAT = "ssl-poison-audit/scan-index"
@@ -50,62 +51,6 @@ _FILES = ("meta.json", "ids.json", "rows.npy", "eligible.npy", "mean.npy", "comp
           "projected.npy", "index.faiss")
 _KNN = ("knn_indices.npy", "knn_sqdist.npy")
 EAGER_ROWS = 256 << 20  # rows.npy up to this size is verified whole on load (0.2 s); beyond, as rows are read
-
-
-class _VerifiedRows:
-    """The stored uint8 ``N×D`` rows, memory-mapped, whose every 256 KiB block of ``rows.npy`` is
-    checked against the manifest before a row in it is first returned: an ``--against`` scan
-    reads a few hundred of a million rows, an update streams them all (and so checks them all)."""
-
-    def __init__(self, mm: np.ndarray, verifier: LazyVerifier) -> None:
-        self.base = mm  # what release_pages follows to drop the mapped pages
-        self.verifier, self.shape, self.dtype = verifier, mm.shape, mm.dtype
-        self.offset, self.width = int(mm.offset), int(mm.shape[1]) * mm.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        n = self.shape[0]
-        if isinstance(index, slice):
-            start, stop, step = index.indices(n)
-            if step == 1:
-                ranges = [(self.offset + start * self.width, self.offset + stop * self.width)] if stop > start else []
-                self.verifier.check(ranges)
-                return np.asarray(self.base[index])
-            index = np.arange(start, stop, step)
-        rows = np.asarray(index, dtype=np.int64).ravel()
-        rows = np.where(rows < 0, rows + n, rows)
-        self.verifier.check((self.offset + r * self.width, self.offset + (r + 1) * self.width) for r in rows.tolist()
-                            if 0 <= r < n)
-        return np.asarray(self.base[index])
-
-
-class _StackedRows:
-    """Read-only ``N×D`` uint8 rows over a memory-mapped store and an in-memory batch; fancy
-    indexing reads only the requested stored rows."""
-
-    def __init__(self, old: np.ndarray, new: np.ndarray) -> None:
-        self.old, self.new = old, new
-        self.shape = (len(old) + len(new), old.shape[1])
-        self.dtype = np.uint8
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        idx = np.asarray(index, dtype=np.int64)
-        out = np.empty((len(idx), self.shape[1]), np.uint8)
-        is_old = idx < len(self.old)
-        if is_old.any():
-            o = idx[is_old]
-            order = np.argsort(o)  # sorted reads are sequential on disk
-            rows = np.asarray(self.old[o[order]])
-            tmp = np.empty_like(rows)
-            tmp[order] = rows
-            out[is_old] = tmp
-        out[~is_old] = self.new[idx[~is_old] - len(self.old)]
-        return out
 
 
 def save_index(context: ScanContext | ImageSet, path: str | Path, config: ScanConfig = ScanConfig(), *,
@@ -139,7 +84,7 @@ def _write_version(writer: StoreWriter, context: ScanContext, eligible: np.ndarr
     meta = {"format": FORMAT, "version": VERSION, "n": len(f), "shape": list(shape),
             "dim": f.projection.dim, "index_kind": context.graph.kind.replace("gpu-", ""), "k": context.graph.k}
     writer.begin()
-    writer.write_file("rows.npy", lambda fh: _write_rows(fh, f.rows), block=LAZY_BLOCK)
+    writer.write_file("rows.npy", lambda fh: write_rows(fh, f.rows), block=LAZY_BLOCK)
     writer.write_file("eligible.npy", lambda fh: np.save(fh, np.asarray(eligible, bool)))
     writer.write_file("mean.npy", lambda fh: np.save(fh, f.projection.mean))
     writer.write_file("components.npy", lambda fh: np.save(fh, f.projection.components))
@@ -211,7 +156,7 @@ def _scan(new: ImageSet, st: dict, store_path: str | Path, config: ScanConfig, l
     n_old, proj = len(st["ids"]), st["projection"]
     new_rows = pixel_rows(new.images) if len(new) else np.empty((0, int(np.prod(st["shape"]))), np.uint8)
     new_proj = proj.transform(new_rows)
-    rows = _StackedRows(st["rows"], new_rows)
+    rows = StackedRows(st["rows"], new_rows)
     projected = np.concatenate([st["projected"], new_proj])
     features = Features(rows=rows, projected=projected, projection=proj)
     eligible = np.concatenate([st["eligible"], row_std(new_rows) >= config.colinearity.flat_std])
@@ -246,7 +191,7 @@ def _scan(new: ImageSet, st: dict, store_path: str | Path, config: ScanConfig, l
                            root=str(store_path))
     if not keep or len(new) == 0:
         return result, None
-    ctx = ScanContext(Features(_Concat(st["rows"], new_rows), projected, proj), graph, ids, config, st["shape"])
+    ctx = ScanContext(Features(Concat(st["rows"], new_rows), projected, proj), graph, ids, config, st["shape"])
     knn = None
     if stored is not None and stored[0].shape[1] == k:  # the whole pool's lists, touched rows updated
         full_i = np.concatenate([np.asarray(stored[0]), idx_new])
@@ -354,7 +299,7 @@ def _load(path: Path, folder: Path, files: dict | None, check: bool) -> dict:
         raise CheckpointError(f"scan index at {path} is corrupt: its files disagree on the number, shape or type "
                               "of images")
     if lazy is not None:
-        rows = _VerifiedRows(rows, lazy)
+        rows = VerifiedRows(rows, lazy)
     return {"ids": ids, "rows": rows, "eligible": eligible, "projection": Projection(mean, comps),
             "projected": projected, "index": index, "shape": shape, "kind": meta.get("index_kind", "flat"),
             "knn": knn}
@@ -398,33 +343,6 @@ class _IdsOnly:
     def __init__(self, batch: ImageSet, ids: tuple[str, ...]) -> None:
         self.ids, self.unreadable, self.root = ids, batch.unreadable, None
         self.skipped, self.notes, self.summary = batch.skipped, batch.notes, batch.summary
-
-
-class _Concat:
-    """Rows to write on update: old (memory-mapped) then new, streamed in blocks."""
-
-    def __init__(self, old: np.ndarray, new: np.ndarray) -> None:
-        self.old, self.new = old, new
-        self.shape = (len(old) + len(new), old.shape[1])
-
-    def blocks(self, size: int = 65536):
-        for s in range(0, len(self.old), size):
-            yield np.asarray(self.old[s : s + size])
-        yield self.new
-
-
-def _write_rows(fh, rows) -> None:
-    """``rows.npy`` written to the open file ``fh`` block by block: through a writable memory map
-    every written page would stay resident (3 GB at 1M 32×32×3 images), and reading a
-    memory-mapped source drops its pages after each block (:func:`release_pages`)."""
-    fmt = np.lib.format
-    header = {"descr": fmt.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-              "shape": tuple(int(v) for v in rows.shape)}
-    blocks = rows.blocks() if isinstance(rows, _Concat) else (rows[s : s + 65536] for s in range(0, len(rows), 65536))
-    fmt.write_array_header_1_0(fh, header)
-    for block in blocks:
-        fh.write(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
-        release_pages(rows.old if isinstance(rows, _Concat) else rows)
 
 
 def _replace(config: ScanConfig, **kw) -> ScanConfig:

@@ -23,6 +23,7 @@ from audit.errors import CheckpointError
 from audit.scan.store import load_store
 from audit.scan.store_io import HashingWriter
 from audit.scan.store_layout import StoreWriter, read_current
+from audit.scan.store_rows import VerifiedRows
 
 FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "fashion-mnist-200.npz"
 HERE = Path(__file__).resolve().parent
@@ -517,7 +518,7 @@ def test_rows_of_a_big_store_are_verified_block_by_block_as_they_are_read(clean_
         load_store(store)  # a small rows.npy is verified whole on load
     monkeypatch.setattr(store_mod, "EAGER_ROWS", 0)
     st = load_store(store)
-    assert isinstance(st["rows"], store_mod._VerifiedRows)
+    assert isinstance(st["rows"], VerifiedRows)
     np.testing.assert_array_equal(st["rows"][:300], clean_images[:300].reshape(300, -1))  # block 0 only
     np.testing.assert_array_equal(st["rows"][[1996, 5]], clean_images[[1996, 5]].reshape(2, -1))  # blocks 5, 0
     with pytest.raises(CheckpointError, match=r"rows.npy does not match its checksum \(bytes 1048576\.\."):
