@@ -1,12 +1,12 @@
 """Decoding a folder's files in worker processes, in order, surviving a worker that dies.
 
 Why processes: decoding many small files is bound by Python's per-file work under the GIL, so
-threads do not help (measured on 60k 28×28 PNGs, 2 cores: 1 thread 3.7 s, 2 threads 5.0 s, the
-old 8 threads 8.3 s; 2 forked processes ~1.9 s of wall per process-second of work, see
-``docs/benchmarks.md``). Large JPEG/PNG decodes release the GIL, but processes serve them as well.
-Processes are forked on Linux (start cost ~10 ms each, nothing re-imported); elsewhere
-they are spawned. Small jobs (fewer than :data:`MIN_FILES_FOR_PROCESSES` files) stay in this
-process, where a fork would cost more than it saves.
+threads do not help; they hurt (60k 28×28 PNGs on 2 cores, wall: 1 thread 3.7 s, 2 threads
+5.0 s, the previous 8 threads 8.3 s). Two forked processes spend the same CPU as one (4.2 s in
+the workers + 0.7 s here, against 3.9-4.4 s in one process) and split it over both cores
+(``docs/benchmarks.md``). Processes are forked on Linux (a few ms each, nothing re-imported);
+elsewhere they are spawned. Jobs of fewer than :data:`MIN_FILES_FOR_PROCESSES` files stay in
+this process, where starting workers would cost more than it saves.
 
 Memory: each worker holds one decoded image at a time (at most ``max_pixels`` pixels, ~8 bytes
 a pixel while converting) and sends back only thumbnails; this process holds the thumbnails.
