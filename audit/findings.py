@@ -1,10 +1,17 @@
 """Typed findings: what every detector (static scan, training dynamics) produces and every
 report renders. Stable JSON form; no loose dicts cross module boundaries.
+
+Every finding has a stable id (:attr:`Finding.key`, ``bridge-3f9a0c21d4``: its kind and a hash
+of its sorted member ids, so the same finding on the same images has the same id in every run
+and every report), and :func:`overlaps` links findings that share images (a cluster that repeats
+a bridge's members), so reports can say so instead of listing them twice unexplained.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -64,8 +71,14 @@ class Finding:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """Stable id: ``KIND-`` and 10 hex digits of a SHA-1 of the sorted member ids."""
+        return finding_key(self.kind, (m.id for m in self.members))
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.key,
             "kind": self.kind,
             "severity": self.severity.value,
             "score": _finite(self.score),
@@ -124,10 +137,39 @@ class AuditResult:
             "n_findings": len(self.findings),
             "counts": _counts(self.findings),
             "flagged": self.flagged(),
-            "findings": [f.to_json() for f in self.findings],
+            "findings": [dict(f.to_json(), overlaps=links)
+                         for f, links in zip(self.findings, _overlap_json(self.findings))],
             "params": _jsonable(self.params),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+def finding_key(kind: str, member_ids) -> str:
+    # surrogatepass: ids of non-UTF-8 file names hold lone surrogates (audit.report.json)
+    text = "\n".join(sorted(member_ids)).encode("utf-8", "surrogatepass")
+    digest = hashlib.sha1(kind.encode("utf-8", "surrogatepass") + b"\0" + text).hexdigest()
+    return f"{kind}-{digest[:10]}"
+
+
+def overlaps(findings: tuple[Finding, ...] | list[Finding]) -> list[list[tuple[int, int]]]:
+    """For each finding, the other findings sharing images with it: ``(position, shared)`` pairs
+    (positions in ``findings``), most shared first. One pass over the members."""
+    where: dict[str, list[int]] = {}
+    for i, f in enumerate(findings):
+        for mid in {m.id for m in f.members}:
+            where.setdefault(mid, []).append(i)
+    out: list[list[tuple[int, int]]] = []
+    for i, f in enumerate(findings):
+        shared: Counter[int] = Counter()
+        for mid in {m.id for m in f.members}:
+            shared.update(j for j in where[mid] if j != i)
+        out.append(sorted(shared.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+def _overlap_json(findings: tuple[Finding, ...]) -> list[list[dict[str, Any]]]:
+    keys = [f.key for f in findings]
+    return [[{"id": keys[j], "kind": findings[j].kind, "shared": n} for j, n in links] for links in overlaps(findings)]
 
 
 def _counts(findings: tuple[Finding, ...]) -> dict[str, dict[str, int]]:

@@ -21,18 +21,16 @@ or ``--force``.
 from __future__ import annotations
 
 import inspect
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from audit.errors import DataError, InvalidParameterError, invalid_parameter
 from audit.report.text import printable
-from audit.scan.cli import FailOn, OutputFormat
+from audit.report.ci import FailOn, OutputFormat
 from audit.ssl.cli import Device, train as _train
 
 # audit train's option objects: the same flags, help and defaults (reused, not copied)
@@ -99,7 +97,7 @@ def dynamics(
                                             help="Write one row per image: is_dynamics_issue, dynamics_score."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", case_sensitive=False, help="Exit 1 when a finding is at or above this severity."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", case_sensitive=False,
-                                               help="stdout: text summary, GitHub Actions annotations, or the JSON report."),
+                                               help="stdout: text summary, GitHub Actions annotations, the JSON report, JUnit XML or SARIF 2.1.0 (docs/ci.md)."),
     top: int = typer.Option(10, "--top", min=1, help="Findings listed in the text summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
 ) -> None:
@@ -139,8 +137,9 @@ def dynamics(
     kw = {} if flip_window is None else {"flip_window": flip_window}
     config = DynamicsConfig(score=name, z=z, max_flagged=max_flagged, motion_dedupe=motion_dedupe, **kw)
     truth = None if manifest is None else read_ground_truth(manifest)
-    err = Console(stderr=True, quiet=quiet)
-    stdout = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
+    from audit.report.progress import console, training_progress
+
+    err = console(stderr=True, quiet=quiet)
 
     if train_mode:
         from audit.ssl.cli import _builtin, _folders, _parse_options
@@ -158,7 +157,7 @@ def dynamics(
             _clear(out)  # the data is known good by now: a failed start keeps the old run
         if resume and not (out / "predictions" / "meta.json").exists():
             err.print(f"nothing to resume in {printable(out)}: starting a new run", highlight=False, markup=False)
-        with _TrainProgress(err, algo, steps) as progress:
+        with training_progress(err, algo, steps) as progress:
             run = audit_rounds(tconfig, lab, unl, tst, out_dir=out, config=config, rounds=rounds,
                                record_every=record_every, resume=resume, epochs=epochs, pixel_links=pixel_links,
                                truth=truth, root=str(unlabeled or dataset), on_round=progress.round,
@@ -173,19 +172,21 @@ def dynamics(
         result = score_folder(predictions, pool.without_labels(), config, epochs=epochs, pixel_links=pixel_links,
                               root=str(unlabeled))
         run = single_round(result, pool, truth)
-    _report(run, pool, truth, config, err, stdout, fail_on.value, output_format, json_path, html_path, csv_path,
-            top, quiet, unlabeled)
+    _report(run, pool, truth, _request(fail_on, output_format, json_path, html_path, csv_path, top, quiet), unlabeled,
+            labeled=lab if train_mode else None, manifest=manifest)
 
 
 def _check_outputs(out: Path | None, json_path, html_path, csv_path, inputs: dict, *, resume: bool,
                    force: bool) -> None:
     """The output policy (``audit.outputs``) for the reports, and ``audit train``'s run-folder
     rules for ``--out`` (a recording and ``round-R/`` folders count as an earlier run too)."""
-    from audit.outputs import FILE, FOLDER, Output, prepare_outputs
+    from audit.outputs import FOLDER, Output, prepare_outputs
     from audit.ssl.cli import check_run_folder
 
-    prepare_outputs([Output("--json", json_path, FILE), Output("--html", html_path, FILE),
-                     Output("--csv", csv_path, FILE), None if out is None else Output("--out", out, FOLDER)], inputs)
+    from audit.report.emit import ReportRequest
+
+    reports = ReportRequest(json_path=json_path, html_path=html_path, csv_path=csv_path).outputs()
+    prepare_outputs([*reports, None if out is None else Output("--out", out, FOLDER)], inputs)
     if out is not None:
         extra = ("predictions",) + tuple(sorted(p.name for p in _rounds(out)))
         check_run_folder(out, inputs, resume=resume, force=force, extra=extra)
@@ -230,69 +231,58 @@ def _parse_window(text: str | None) -> tuple[int, int] | None:
     return lo, hi
 
 
-class _TrainProgress:
-    """A rich progress bar per round on stderr (disabled with --quiet or off a terminal)."""
+def _request(fail_on, output_format, json_path, html_path, csv_path, top, quiet):
+    from audit.report.emit import ReportRequest
 
-    def __init__(self, console: Console, algo: str, steps: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.console, self.algo, self.steps = console, algo, steps
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
-                             disable=console.quiet or not console.is_terminal)
-        self.task = None
-
-    def __enter__(self) -> "_TrainProgress":
-        self.bars.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bars.stop()
-
-    def round(self, r: int, start: int, pool: int) -> None:
-        label = f"{self.algo} round {r} ({pool} images)" if r else f"{self.algo} ({pool} images)"
-        self.task = self.bars.add_task(label, total=self.steps, completed=start, stats="")
-        if self.bars.disable:
-            self.console.print(f"{label}: training from step {start}", highlight=False, markup=False)
-
-    def step(self, info) -> None:
-        if self.task is not None:
-            stats = f"loss {info.loss:.3f}" + ("" if info.test_acc is None else f"  acc {100 * info.test_acc:.1f}%")
-            self.bars.update(self.task, completed=info.step, stats=stats)
+    return ReportRequest(fail_on=fail_on, output_format=output_format, json_path=json_path, html_path=html_path,
+                         csv_path=csv_path, top=top, quiet=quiet)
 
 
-def _report(run, pool, truth, config, err: Console, stdout: Console, level: str, output_format, json_path,
-            html_path, csv_path, top: int, quiet: bool, unlabeled: Path | None) -> None:
-    from audit.report import github_annotations, render_console, write_csv, write_html, write_json
-    from audit.report.ci import gate
-    from audit.report.json import dumps
+def _report(run, pool, truth, request, unlabeled: Path | None, *, labeled=None, manifest: Path | None = None) -> None:
+    """Every report through ``audit.report.emit``: members placed along their pixel line with
+    source/target from the labeled set (``orient_instances``), class names from the labeled set
+    (or the manifest), the figures and the remove-and-retrain table in the HTML."""
+    from dataclasses import replace
+
+    from audit.dynamics.instances import orient_instances
+    from audit.report.context import Scope
+    from audit.report.emit import ReportExtras, emit
 
     result = run.result
-    code = gate(result, level)
-    written = []
-    if json_path is not None:
-        written.append(write_json(result, json_path, fail_on=level))
-    if html_path is not None:
-        extra, per_finding = _figures(result, pool, truth)
-        written.append(write_html(result, pool, html_path, title=f"audit dynamics: {result.root}", fail_on=level,
-                                  extra_figures=extra, finding_figures=per_finding))
-    if csv_path is not None:
-        written.append(write_csv(result, csv_path))
-    if not quiet:
-        render_console(result, stdout if output_format is OutputFormat.text else err, top=top, fail_on=level)
-        _rounds_table(run, stdout if output_format is OutputFormat.text else err, truth)
-        for path in written:
-            err.print(f"wrote {printable(path)}", highlight=False, markup=False)
-    if output_format is OutputFormat.github:
-        root = str(unlabeled) if unlabeled is not None and unlabeled.is_dir() else None
-        typer.echo(github_annotations(result, file_root=root, local_ids=set(pool.ids)), nl=False)
-    elif output_format is OutputFormat.json:
-        typer.echo(dumps(result, fail_on=level), nl=False)
+    result = replace(result, findings=orient_instances(result.findings, pool, labeled))
+    names = _class_names(labeled, manifest)
+    extra, per_finding = _figures(result, pool, truth, names) if request.html_path is not None else ({}, {})
+    root = str(unlabeled) if unlabeled is not None else None
+    head, rows, note = _rounds_rows(run, truth)
+    extras = ReportExtras(
+        previews=pool, labeled=labeled, class_names=names, scope=Scope(root=root),
+        title=f"audit dynamics: {result.root}", kinds=["dynamics"],
+        rules={"dynamics": "images whose predictions change one after another during training (paper 5.3)"},
+        html_figures=extra, finding_figures=per_finding,
+        html_tables={"Remove and retrain": (head, rows)} if rows else None,
+        console_extra=lambda c: _rounds_table(c, head, rows, note))
+    code = emit(result, request, extras)
     if code:
         raise typer.Exit(code)
 
 
-def _figures(result, pool, truth):
+def _class_names(labeled, manifest: Path | None) -> tuple[str, ...] | None:
+    """The labeled set's class names, else a ``redteam inject`` manifest's ``class_names``."""
+    if labeled is not None and labeled.class_names is not None:
+        return tuple(labeled.class_names)
+    if manifest is None:
+        return None
+    import json
+
+    try:
+        p = manifest / "manifest.json" if manifest.is_dir() else manifest
+        names = json.loads(p.read_text(encoding="utf-8")).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tuple(str(n) for n in names) if isinstance(names, list) else None
+
+
+def _figures(result, pool, truth, names):
     import numpy as np
 
     from audit.dynamics.figures import instance_heatmap, score_histogram
@@ -306,35 +296,51 @@ def _figures(result, pool, truth):
     for k, f in enumerate(result.findings[:50]):
         ev = f.evidence
         if "trajectory" in ev and "steps" in ev and ev["trajectory"]:
-            png = instance_heatmap(np.asarray(ev["trajectory"]), ev["steps"], final_class=int(ev["final_class"]),
-                                   labels=[printable(m.id) for m in f.members])
-            per_finding[k] = {f"Figure 5 (paper): P(class {ev['final_class']}) of each member over training, "
-                              "members in flip order": png}
+            cls = int(ev["final_class"])
+            name = names[cls] if names is not None and 0 <= cls < len(names) else f"class {cls}"
+            order = "along the pixel line" if "order" in ev else "flip order"
+            png = instance_heatmap(np.asarray(ev["trajectory"], dtype=np.float64), ev["steps"], final_class=name,
+                                   labels=[printable(m.id) for m in f.members], order=order)
+            per_finding[k] = {f"Figure 5 (paper): P({name}) of each member over training, members {order}": png}
     return extra, per_finding
 
 
-def _rounds_table(run, console: Console, truth) -> None:
+def _rounds_rows(run, truth) -> tuple[list[str], list[list[str]], str]:
+    """The remove-and-retrain table (header, rows; no rows for one round without ground truth)
+    and the recording's cost line."""
     rounds = run.rounds
     rec = rounds[0].run
+    note = ""
     if rec is not None:
         frac = rec.record_fraction
-        note = ""
+        hint = ""
         if frac == frac and frac > 0.10:  # the 10% budget: say which cadence would meet it
-            note = f" (--record-every {int(-(-rec.record_every * frac // 0.10))} would keep it under 10%)"
-        console.print(f"recording: {rec.records} records every {rec.record_every} steps, "
-                      f"{rec.record_seconds:.1f} s = {100 * frac:.1f}% of training time{note}",
-                      highlight=False, markup=False)
+            hint = f" (--record-every {int(-(-rec.record_every * frac // 0.10))} would keep it under 10%)"
+        note = (f"recording: {rec.records} records every {rec.record_every} steps, "
+                f"{rec.record_seconds:.1f} s = {100 * frac:.1f}% of training time{hint}")
+    head = ["round", "pool", "removed", "poison removed", "poison left", "flagged", "test acc", "Δ acc", "attack"]
     if len(rounds) < 2 and truth is None:
-        return
-    table = Table(title="Remove and retrain", title_justify="left")
-    for col in ("round", "pool", "removed", "poison removed", "poison left", "flagged", "test acc", "Δ acc", "attack"):
-        table.add_column(col, justify="right")
+        return head, [], note
     base = rounds[0].test_acc
+    rows = []
     for rd in rounds:
         acc = "–" if rd.test_acc is None else f"{100 * rd.test_acc:.2f}%"
         delta = "–" if rd.test_acc is None or base is None else f"{100 * (rd.test_acc - base):+.2f}"
         atk = "–" if rd.attack_success is None else ("succeeded" if rd.attack_success else "failed")
-        table.add_row(str(rd.index), str(rd.pool_size), str(len(rd.removed)),
-                      "–" if rd.poison_removed is None else str(rd.poison_removed),
-                      "–" if rd.poison_left is None else str(rd.poison_left), str(len(rd.flagged)), acc, delta, atk)
+        rows.append([str(rd.index), str(rd.pool_size), str(len(rd.removed)),
+                     "–" if rd.poison_removed is None else str(rd.poison_removed),
+                     "–" if rd.poison_left is None else str(rd.poison_left), str(len(rd.flagged)), acc, delta, atk])
+    return head, rows, note
+
+
+def _rounds_table(console, head, rows, note: str) -> None:
+    if note:
+        console.print(note, highlight=False, markup=False)
+    if not rows:
+        return
+    table = Table(title="Remove and retrain", title_justify="left")
+    for col in head:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)

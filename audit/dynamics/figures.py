@@ -64,10 +64,11 @@ def score_histogram(suspicion: np.ndarray, threshold: float, *, score: str = "dy
     return _png(fig)
 
 
-def instance_heatmap(trajectory: np.ndarray, steps: Sequence[float], *, final_class: int,
-                     labels: Sequence[str] | None = None, max_rows: int = 80) -> bytes:
+def instance_heatmap(trajectory: np.ndarray, steps: Sequence[float], *, final_class: int | str,
+                     labels: Sequence[str] | None = None, max_rows: int = 80, order: str = "flip order") -> bytes:
     """Heatmap of ``trajectory`` (members × records, probability of ``final_class``, rows in
-    flip order) against the training step of each record; ``labels`` name the rows."""
+    ``order``) against the training step of each record; ``labels`` name the rows. A str
+    ``final_class`` is the class's name."""
     from matplotlib.figure import Figure
 
     t = np.asarray(trajectory, dtype=np.float64)[:max_rows]
@@ -78,9 +79,10 @@ def instance_heatmap(trajectory: np.ndarray, steps: Sequence[float], *, final_cl
     extent = (st[0], st[-1], m - 0.5, -0.5) if k > 1 and st[-1] > st[0] else None
     im = ax.imshow(t, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest", extent=extent)
     ax.set_xlabel("training step" if extent else "record")
-    ax.set_ylabel("member (flip order)")
+    ax.set_ylabel(f"member ({order})")
     if labels is not None and m <= 30:
         ax.set_yticks(range(m))
         ax.set_yticklabels([str(x)[:18] for x in list(labels)[:m]], fontsize=6)
-    fig.colorbar(im, ax=ax, label=f"P(class {final_class})", fraction=0.04)
+    what = final_class if isinstance(final_class, str) else f"class {final_class}"
+    fig.colorbar(im, ax=ax, label=f"P({what})", fraction=0.04)
     return _png(fig)

@@ -106,3 +106,77 @@ def _finding(pred: Predictions, out: ScoreOutput, members: np.ndarray, threshold
     }
     return Finding(kind="dynamics", severity=severity, score=float(out.suspicion[members].max()),
                    members=out_members, summary=summary, evidence=evidence)
+
+
+def orient_instances(findings: tuple[Finding, ...], pool, labeled=None) -> tuple[Finding, ...]:
+    """Place each instance's members along their pixel line and put ``source``/``target`` where
+    they are (the report calls this; ``pool``/``labeled`` are ImageSets, members found by id).
+
+    Flip order alone cannot say which end is which: members near x' hold y* from the start
+    (their flip times tie at 0), and where the attack stalls, the majority class of the chain may
+    be x*'s own, so "first to flip" lands on the x* end and "last" mid-chain. A bridge is a line
+    in pixel space (paper 3.1), so members are ordered by their position along their first
+    principal axis (α in [0, 1]); with the labeled set, the end nearest a labeled image is x'
+    (``source``, α = 0), the other end x* (``target``); without it both ends are ``endpoint``.
+    Per-member evidence lists follow the new order; instances whose members are not all in
+    ``pool`` (or of another shape) are left as they are."""
+    row = {i: r for r, i in enumerate(pool.ids)}
+    lab = None
+    if labeled is not None and len(labeled) and labeled.shape == pool.shape:
+        lab = labeled.images.reshape(len(labeled), -1).astype(np.float32)
+    return tuple(_orient(f, pool, row, lab, labeled) if f.kind == "dynamics" else f for f in findings)
+
+
+def _orient(f: Finding, pool, row: dict, lab: np.ndarray | None, labeled) -> Finding:
+    import dataclasses
+
+    m = len(f.members)
+    if m < 2 or any(mm.id not in row for mm in f.members):
+        return f
+    x = pool.images[[row[mm.id] for mm in f.members]].reshape(m, -1).astype(np.float64)
+    xc = x - x.mean(0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    t = xc @ vt[0]
+    span = float(t.max() - t.min())
+    if span <= 0:
+        return f
+    alpha = (t - t.min()) / span
+    order = np.argsort(alpha, kind="stable")
+    ends = (int(order[0]), int(order[-1]))
+    roles, source, ev = ("endpoint", "endpoint"), None, dict(f.evidence)
+    if lab is not None:
+        d = [np.sqrt(((lab - x[e].astype(np.float32)) ** 2).sum(1)) for e in ends]
+        near = [int(np.argmin(di)) for di in d]
+        length = float(np.sqrt(((x[ends[0]] - x[ends[1]]) ** 2).sum()))
+        best = 0 if d[0][near[0]] <= d[1][near[1]] else 1
+        if d[best][near[best]] <= 0.25 * length:  # x' is a labeled image: its end sits on it
+            if best == 1:
+                order, alpha = order[::-1], 1.0 - alpha
+            roles = ("source", "target")
+            source = near[best]
+    members = []
+    for k, j in enumerate(order):
+        mm = f.members[j]
+        role = roles[0] if k == 0 else roles[1] if k == m - 1 else None
+        members.append(dataclasses.replace(mm, alpha=float(alpha[j]), role=role))
+    for key in ("flip_steps", "flip_records", "final_classes", "values", "suspicion", "trajectory"):
+        if isinstance(ev.get(key), list) and len(ev[key]) == m:
+            ev[key] = [ev[key][j] for j in order]
+    ev["order"] = "pixel line (first principal axis of the members' pixels)"
+    if source is not None:
+        ev["source_labeled_id"] = labeled.ids[source]
+        if labeled.labels is not None:
+            ev["source_class"] = int(labeled.labels[source])
+            if labeled.class_names is not None:
+                ev["source_class_name"] = labeled.class_names[int(labeled.labels[source])]
+    a, b = members[0].id, members[-1].id
+    if source is not None:
+        where = f"they run from '{a}' (next to labeled '{labeled.ids[source]}') to '{b}': likely target x*."
+    else:
+        where = f"their pixel line runs from '{a}' to '{b}' (which end is the labeled source needs the labeled set)."
+    head = f.summary.split(";")[0]
+    names = None if labeled is None else labeled.class_names
+    fc = ev.get("final_class")
+    if names is not None and isinstance(fc, int) and 0 <= fc < len(names):
+        head = head.replace(f"to class {fc} ", f"to {names[fc]} ")
+    return dataclasses.replace(f, members=tuple(members), evidence=ev, summary=f"{head}; along their pixels {where}")

@@ -1,4 +1,5 @@
-"""CI integration: the exit-code gate and GitHub Actions annotations.
+"""CI integration: the option enums every gated command shares, the exit-code gate, and GitHub
+Actions annotations.
 
 Gate: ``--fail-on never|warning|error`` fails (exit 1) when any finding is at or above that
 severity. Unreadable files never fail the gate on their own (they are reported, and a folder with
@@ -9,21 +10,46 @@ GitHub's escaping: in the message ``%``, ``\\r``, ``\\n`` become ``%25``, ``%0D`
 property values additionally ``:`` -> ``%3A`` and ``,`` -> ``%2C``. Scraped file names are hostile
 input: every piece of text from the data is first made printable (``audit.report.text``: control
 characters, ANSI sequences and bidi overrides become visible escapes such as ``\\x1b``, which GitHub's
-log would otherwise render), then goes through these escapes. What the reader skipped on purpose
-(hidden entries, directory symlinks) is counted in one notice, with a few examples.
+log would otherwise render), then goes through these escapes.
+
+GitHub shows at most 10 annotations of each level (error, warning, notice) per step and drops the
+rest, so at most ``PER_LEVEL`` of each are printed, most severe and highest-scored first; what was
+left out is counted in one last ``::notice`` that says where the full list is (that notice's slot
+is reserved, so it is always shown). What the reader skipped on purpose (hidden entries,
+directory symlinks) is counted in one notice, with a few examples.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Collection
+from enum import Enum
+from typing import Collection, Sequence
 
 from audit.errors import EXIT_GATE_FAILED, EXIT_OK, invalid_parameter
 from audit.findings import AuditResult, Finding, Severity
 from audit.report.text import printable
 
-FAIL_ON_CHOICES = ("never", "warning", "error")
-MAX_ANNOTATIONS = 50  # GitHub keeps at most 50 annotations per job; more only floods the log
+
+class FailOn(str, Enum):
+    """``--fail-on``: the least severity that fails the gate (``never``: report only)."""
+
+    never = "never"
+    warning = "warning"
+    error = "error"
+
+
+class OutputFormat(str, Enum):
+    """``--format``: what stdout carries (everything else goes to stderr)."""
+
+    text = "text"
+    github = "github"
+    json = "json"
+    junit = "junit"
+    sarif = "sarif"
+
+
+FAIL_ON_CHOICES = tuple(f.value for f in FailOn)
+PER_LEVEL = 10  # GitHub shows 10 annotations per level per step; more are dropped
 SKIPPED_EXAMPLES = 3
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -40,6 +66,11 @@ def gate_failed(result: AuditResult, fail_on: str) -> bool:
         return False
     threshold = Severity(fail_on).rank
     return any(f.severity.rank >= threshold for f in result.findings)
+
+
+def fails_gate(finding: Finding, fail_on: str) -> bool:
+    """True when this one finding is at or above ``fail_on``."""
+    return check_fail_on(fail_on) != "never" and finding.severity.rank >= Severity(fail_on).rank
 
 
 def gate(result: AuditResult, fail_on: str) -> int:
@@ -83,36 +114,56 @@ def github_annotations(
     *,
     file_root: str | None = None,
     local_ids: Collection[str] | None = None,
-    max_annotations: int = MAX_ANNOTATIONS,
+    per_level: int = PER_LEVEL,
+    reports: Sequence[str] = (),
 ) -> str:
-    """One workflow command per finding (most severe first) and per unreadable file.
+    """Workflow commands for the findings (most severe first) and unreadable files, at most
+    ``per_level`` per level, then one notice counting what was left out, naming ``reports``
+    (the report files written, where the full list is).
 
     ``file_root`` is prefixed to member ids to build ``file=`` (ids are relative to the scanned
     folder; GitHub wants paths relative to the repository, usually the job's working directory).
     With ``file_root=None`` no ``file=`` property is written. ``local_ids`` restricts ``file=`` to
     ids that are files under ``file_root`` (an ``--against`` scan's members may be stored images
     from another folder): the first such member is used. Output ends with a newline."""
-    lines: list[str] = []
-    todo = ranked(result.findings)
-    for f in todo[:max_annotations]:
+    if per_level < 1:
+        raise invalid_parameter("per_level", "github_annotations", "an int >= 1", per_level)
+    pending: list[tuple[str, str]] = []  # (level, line), in order of importance
+    for f in ranked(result.findings):
         first = next((m.id for m in f.members if local_ids is None or m.id in local_ids), None)
         shown = ", ".join(m.id for m in f.members[:5])
         more = f" (+{len(f.members) - 5} more)" if len(f.members) > 5 else ""
         message = f"{f.summary} Members: {shown}{more}." if shown else f.summary
         title = f"{f.kind} ({f.severity.value}, {len(f.members)} images, score {f.score:.3g})"
-        lines.append(_command(_LEVEL[f.severity], message, file=_file(file_root, first), title=title))
-    left = max_annotations - len(lines)
-    for u in result.unreadable[: max(left, 0)]:
-        lines.append(_command("warning", f"unreadable image: {u.reason}", file=_file(file_root, u.path),
-                              title="unreadable image"))
-    skipped = max(len(todo) - max_annotations, 0) + max(len(result.unreadable) - max(left, 0), 0)
-    if skipped:
-        lines.append(_command("notice", f"{skipped} more findings/unreadable files not annotated; see the JSON report."))
+        level = _LEVEL[f.severity]
+        pending.append((level, _command(level, message, file=_file(file_root, first), title=title)))
+    for u in result.unreadable:
+        pending.append(("warning", _command("warning", f"unreadable image: {u.reason}", file=_file(file_root, u.path),
+                                            title="unreadable image")))
+    notices: list[str] = []
     if result.skipped:  # one line whatever the count: hidden entries are many in some pools
         shown = "; ".join(f"{u.path} ({u.reason})" for u in result.skipped[:SKIPPED_EXAMPLES])
         more = f"; +{len(result.skipped) - SKIPPED_EXAMPLES} more" if len(result.skipped) > SKIPPED_EXAMPLES else ""
-        lines.append(_command("notice", f"{len(result.skipped)} entries skipped on purpose (not scanned): "
-                                        f"{shown}{more}. See the JSON report.", title="skipped entries"))
+        notices.append(_command("notice", f"{len(result.skipped)} entries skipped on purpose (not scanned): "
+                                          f"{shown}{more}. See the JSON report.", title="skipped entries"))
+    total = {lvl: sum(1 for level, _ in pending if level == lvl) for lvl in ("error", "warning", "notice")}
+    room = dict.fromkeys(total, per_level)
+    room["notice"] = max(per_level - len(notices), 0)
+    if any(total[lvl] > room[lvl] for lvl in total):
+        room["notice"] = max(room["notice"] - 1, 0)  # the slot of the summary notice below
+    lines: list[str] = []
+    for level, line in pending:
+        if room[level] > 0:
+            lines.append(line)
+            room[level] -= 1
+    shown_n = {lvl: sum(1 for line in lines if line.startswith(f"::{lvl}")) for lvl in total}
+    left = {lvl: total[lvl] - shown_n[lvl] for lvl in total if total[lvl] > shown_n[lvl]}
+    lines.extend(notices)
+    if left:
+        counts = ", ".join(f"{n} {lvl}{'s' if n != 1 else ''}" for lvl, n in left.items())
+        where = " and ".join(reports) if reports else "the JSON report (--json FILE)"
+        lines.append(_command("notice", f"{counts} not annotated (GitHub shows {per_level} per level per step); "
+                                        f"every finding is in {where}.", title="more findings"))
     return "".join(line + "\n" for line in lines)
 
 

@@ -1,39 +1,23 @@
 """``audit scan DIR``: static inspection of an unlabeled pool (paper 5.2), its reports and the CI
 gate. Attached to the ``audit`` app in ``audit/cli.py``; errors are handled by its BoundaryGroup.
 
-Streams: progress bars and the summary of ``--format github|json`` go to stderr, so stdout holds
-exactly what ``--format`` asks for (the text summary, GitHub annotations, or the JSON document).
-Exit codes: 0 gate passed, 1 gate failed (a finding at or above ``--fail-on``), 2 usage/runtime
-error. The scanned folder is only read, never written.
+This module parses options, runs the scan and hands the result to ``audit.report.emit``, which
+writes every report and decides what stdout carries: exactly what ``--format`` asks for (the text
+summary, GitHub annotations, the JSON document, JUnit XML or SARIF); progress and the summary of
+the other formats go to stderr. Exit codes: 0 gate passed, 1 gate failed (a finding at or above
+``--fail-on``), 2 usage/runtime error. The scanned folder is only read, never written.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.errors import CheckpointError, DataError, EmptyDatasetError, InvalidParameterError, invalid_parameter
-
-
-class FailOn(str, Enum):
-    never = "never"
-    warning = "warning"
-    error = "error"
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    github = "github"
-    json = "json"
-
+from audit.errors import DataError, EmptyDatasetError, InvalidParameterError, invalid_parameter
+from audit.report.ci import FailOn, OutputFormat
 
 # Defaults of the tuning options; a test checks they equal ScanConfig's (importing the pipeline
 # here would slow down every `audit --help`).
@@ -61,7 +45,9 @@ def scan(
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", case_sensitive=False,
                                    help="Exit 1 when a finding is at or above this severity."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", case_sensitive=False,
-                                               help="stdout: text summary, GitHub Actions annotations, or the JSON report."),
+                                               help="stdout: text summary, GitHub Actions annotations, the JSON report, JUnit XML (GitLab/Jenkins/Azure test panels) or SARIF 2.1.0 (GitHub code scanning)."),
+    summary_path: Optional[Path] = typer.Option(None, "--summary", metavar="FILE", rich_help_panel=_REPORTS,
+                                                help="Write the Markdown step summary (also appended to $GITHUB_STEP_SUMMARY whenever GitHub Actions sets it)."),
     save_index: Optional[Path] = typer.Option(None, "--save-index", metavar="STORE", rich_help_panel=_STORE,
                                               help="Save this pool's index to STORE so later batches can be scanned --against it."),
     against: Optional[Path] = typer.Option(None, "--against", metavar="STORE", rich_help_panel=_STORE,
@@ -102,28 +88,30 @@ def scan(
             check_store_path(store_path, write=writes, flag=flag)
     hw = parse_size(size)
     # every output checked against every input before the scan (audit/outputs.py)
-    from audit.outputs import FILE, REPLACED, Output, prepare_outputs
+    from audit.outputs import REPLACED, Output, prepare_outputs
+    from audit.report.emit import ReportRequest
 
+    request = ReportRequest(fail_on=fail_on, output_format=output_format, json_path=json_path, html_path=html_path,
+                            csv_path=csv_path, summary_path=summary_path, top=top, quiet=quiet)
     scanned = "scanned folder" if directory.is_dir() else "scanned file"
-    prepare_outputs([Output("--json", json_path, FILE), Output("--html", html_path, FILE),
-                     Output("--csv", csv_path, FILE), Output("--save-index", save_index, REPLACED)],
+    prepare_outputs([*request.outputs(), Output("--save-index", save_index, REPLACED)],
                     {scanned: directory, "--labeled": labeled, "--against": against})
     # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
     from audit.data.load import load_images, load_labeled_folder
-    from audit.report import github_annotations, render_console, write_csv, write_html, write_json
     from audit.report.ci import gate
-    from audit.report.json import dumps
+    from audit.report.context import Scope
+    from audit.report.emit import ReportExtras, emit
+    from audit.report.progress import Progress, console
     from audit.report.text import printable
     from audit.scan import ScanConfig, save_index as store_index, scan_against
-    from audit.scan.store import update_store
+    from audit.scan.detectors import DETECTORS
     from audit.scan.pipeline import scan_with_context
+    from audit.scan.store import update_store
 
     config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()))
     config.validate()
 
-    err = Console(stderr=True, quiet=quiet)
-    out = Console(file=sys.stdout, soft_wrap=True) if output_format is OutputFormat.text else err
-    with _progress(err) as progress:
+    with Progress(console(stderr=True, quiet=quiet)) as progress:
         images = load_images(directory, size=hw, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
                              progress=lambda d, t: progress("read", d, t))
         if len(images) == 0:
@@ -149,35 +137,28 @@ def scan(
                 store_index(context, save_index, lock_timeout=lock_timeout)  # the features and index just built
                 progress("save index", 1, 1)
 
-    level = fail_on.value
-    code = gate(result, level)
-    written = []
-    if json_path is not None:
-        written.append(write_json(result, json_path, fail_on=level))
+    messages = []
+    if save_index is not None:
+        messages.append(f"wrote {printable(save_index)}")
+    if against is not None:
+        scope = Scope.against(result, images.ids, str(directory), str(against))
+        title = f"audit scan: {directory} against {against}"
+        if added:
+            messages.append(f"added {added} images to {printable(against)}")
+        elif update and gate(result, fail_on.value) == 0:
+            messages.append(f"nothing added to {printable(against)}: the batch's images are already in it")
+        elif update:
+            messages.append(f"not added to {printable(against)}: the gate failed")
+    else:
+        scope, title = Scope(root=str(directory)), f"audit scan: {directory}"
+    previews = None
     if html_path is not None:
         previews = images if against is None else _with_stored_previews(images, result, against)
-        written.append(write_html(result, previews, html_path, title=f"audit scan: {directory}", fail_on=level))
-    if csv_path is not None:
-        written.append(write_csv(result, csv_path))
-    if save_index is not None:
-        written.append(save_index)
-
-    if not quiet:
-        render_console(result, out if output_format is OutputFormat.text else err, fail_on=level)
-        for path in written:
-            err.print(f"wrote {printable(path)}", highlight=False, markup=False)
-        if added:
-            err.print(f"added {added} images to {printable(against)}", highlight=False, markup=False)
-        elif update and code == 0:
-            err.print(f"nothing added to {printable(against)}: the batch's images are already in it",
-                      highlight=False, markup=False)
-        elif update:
-            err.print(f"not added to {printable(against)}: the gate failed", highlight=False, markup=False)
-    if output_format is OutputFormat.github:
-        root = str(directory) if directory.is_dir() else None
-        typer.echo(github_annotations(result, file_root=root, local_ids=set(images.ids)), nl=False)
-    elif output_format is OutputFormat.json:
-        typer.echo(dumps(result, fail_on=level), nl=False)
+    kinds = list(result.params.get("detectors", []))
+    extras = ReportExtras(previews=previews, labeled=labeled_set, scope=scope, local_ids=frozenset(images.ids),
+                          title=title, kinds=kinds, rules={k: DETECTORS.get(k).summary for k in kinds},
+                          messages=messages)
+    code = emit(result, request, extras)
     if code:
         raise typer.Exit(code)
 
@@ -215,33 +196,3 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(hw) != 2 or min(hw) <= 0:
         raise invalid_parameter("--size", "audit scan", "HxW with positive integers, e.g. 32x32", text)
     return hw  # type: ignore[return-value]
-
-
-class _progress:
-    """Context manager yielding ``progress(stage, done, total)``: rich bars on a terminal; in a
-    CI log (no terminal) one line per stage that took a second or more; nothing with --quiet."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bars = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=console, transient=True,
-                             disable=console.quiet or not console.is_terminal)
-        self.tasks: dict[str, int] = {}
-        self.started: dict[str, float] = {}
-
-    def __enter__(self) -> Callable[[str, int, int], None]:
-        self.bars.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bars.stop()
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(stage, total=total or None)
-            self.started[stage] = time.perf_counter()
-        self.bars.update(self.tasks[stage], completed=done, total=total or None)
-        if self.bars.disable and total and done >= total and stage in self.started:
-            took = time.perf_counter() - self.started.pop(stage)
-            if took >= 1.0:
-                self.console.print(f"{stage}: {total} done in {took:.1f} s", highlight=False, markup=False)

@@ -47,10 +47,30 @@ def test_github_annotations_levels_order_and_escaping(case, result):
 
 
 def test_github_annotations_cap_and_no_file_without_root(result):
-    out = github_annotations(result, max_annotations=1)
+    out = github_annotations(result, per_level=1, reports=["report.html"])
     lines = out.splitlines()
     assert lines[0].startswith("::error title=")
-    assert lines[-1] == "::notice::3 more findings/unreadable files not annotated; see the JSON report."
+    # one per level: the bridge error, the cluster warning; the unreadable warning is left out, and
+    # the near-duplicate notice gives its slot to the summary notice (always shown)
+    assert [line.split(" ", 1)[0].split("::")[1] for line in lines] == ["error", "warning", "notice"]
+    assert lines[-1] == ("::notice title=more findings::1 warning, 1 notice not annotated (GitHub shows 1 per level "
+                         "per step); every finding is in report.html.")
+
+
+def test_github_annotations_capped_per_level_with_a_summary_line(case, result):
+    from audit.findings import Finding, Member, Severity
+
+    many = tuple(Finding("cluster", sev, float(i), (Member(f"a/{i}.png", i),), f"group {i}")
+                 for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO) for i in range(14))
+    res = case.with_findings(result)
+    res = type(res)(tool="scan", root="r", ids=res.ids, findings=many)
+    lines = github_annotations(res, file_root="r").splitlines()
+    levels = [line[2:].split(" ", 1)[0].split("::")[0] for line in lines]
+    assert levels.count("error") == 10 and levels.count("warning") == 10 and levels.count("notice") == 10
+    assert "group 13" in lines[0] and "group 4" in lines[9]  # highest score first within a level
+    assert lines[-1].startswith("::notice title=more findings::4 errors, 4 warnings, 5 notices not annotated")
+    assert lines[-1].endswith("every finding is in the JSON report (--json FILE).")
+    assert len(github_annotations(res, per_level=50).splitlines()) == 42  # no summary when all fit
 
 
 def test_github_annotations_file_only_for_local_ids(result):
