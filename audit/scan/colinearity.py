@@ -52,6 +52,15 @@ class ColinearityConfig:
     # the members stop changing, so a converged chain never pays for the extra ones.
     grow_rounds: int = 10
     noise_factor: float = 3.0  # line scan accepts r <= this × the chain's median member residual
+    # ... but never more than this × the pool's median nearest-neighbour distance (projected, so
+    # an under-estimate): a chain's own noise of 240 px (±10% colour jitter) had let 85 clean
+    # images within 3 × 240 px of its line join it; natural neighbours are ~640 px apart
+    noise_cap: float = 0.4
+    # a re-saved chain is a line when its residuals are noise; when one direction carries more
+    # than this share of their energy they are systematic: a curve (Bézier fragments 0.99,
+    # latent slerp 0.88-0.99, colour jitter 0.54-0.91), which the path detector reports as such.
+    # Straight chains measure 0.07 (exact), 0.30 (σ 4 noise), 0.4 (JPEG q85)
+    max_systematic: float = 0.6
     min_chain: int = 3  # a 3-point chain is still a finding (score grows with length)
     chunk: int = 2048  # points v per vectorised proposal batch
 
@@ -59,8 +68,9 @@ class ColinearityConfig:
         from audit.scan.detectors.base import check_number  # base imports this module's users
 
         own = "ColinearityConfig"
-        for name in ("abs_slack", "rel_tol", "noise_factor"):
+        for name in ("abs_slack", "rel_tol", "noise_factor", "noise_cap"):
             check_number(own, name, getattr(self, name), 0.0, low_open=True)
+        check_number(own, "max_systematic", self.max_systematic, 0.0, 1.0, low_open=True)
         check_number(own, "min_sep_factor", self.min_sep_factor, 0.0)
         check_number(own, "dup_max_diff", self.dup_max_diff, 0, 255, integer=True)
         check_number(own, "flat_std", self.flat_std, 0.0)
@@ -267,8 +277,9 @@ def _noise_level(t: np.ndarray, r: np.ndarray, interior: np.ndarray) -> float:
 
 
 def grow_chain(features: Features, eligible: np.ndarray, members: np.ndarray,
-               cfg: ColinearityConfig) -> Chain | None:
-    """Line scan: every eligible point within the chain's tolerance of its extended line joins."""
+               cfg: ColinearityConfig, cap: float = np.inf) -> Chain | None:
+    """Line scan: every eligible point within the chain's tolerance of its extended line joins.
+    ``cap``: the largest re-save allowance (px) whatever the seed's own noise."""
     proj = features.projected
     members = np.unique(members)
     sigma = None
@@ -278,7 +289,7 @@ def grow_chain(features: Features, eligible: np.ndarray, members: np.ndarray,
         x = features.full(members)
         t, r, abs_tol, _ = line_fit(x, e0, e1, cfg)
         if sigma is None:  # the seed's noise fixes the re-save allowance for every round
-            sigma = _noise_level(t, r, (members != i0) & (members != i1))
+            sigma = min(_noise_level(t, r, (members != i0) & (members != i1)), cap / cfg.noise_factor)
         # loosest full-space tolerance, applied in the projected space (residuals only shrink)
         if float(np.sum((proj[i1] - proj[i0]) ** 2)) <= 0:
             return None
@@ -301,11 +312,27 @@ def grow_chain(features: Features, eligible: np.ndarray, members: np.ndarray,
     t, r, abs_tol, dd = line_fit(x, e0, e1, cfg)
     tol = np.maximum(abs_tol, cfg.noise_factor * (sigma or 0.0) * np.sqrt(1 + (1 - t) ** 2 + t**2))
     order = np.lexsort((members, t))
+    interior = (members != i0) & (members != i1)
     return Chain(
         members=members[order], alphas=np.clip(t[order], 0.0, 1.0), residuals=r[order],
         tolerances=tol[order], length=float(np.sqrt(dd[0])),
-        extra={"noise": sigma or 0.0, "exact": bool(np.all(r <= abs_tol))},
+        extra={"noise": sigma or 0.0, "exact": bool(np.all(r <= abs_tol)),
+               "systematic": _systematic_share(x[interior], e0, e1)},
     )
+
+
+def _systematic_share(x: np.ndarray, e0: np.ndarray, e1: np.ndarray) -> float:
+    """Share of the residual energy (rows ``x`` off the line e0→e1) along its first principal
+    direction: near 1/M for noise, near 1 when the rows bend away together (a curve). From the
+    M×M Gram matrix of the residuals (M members, never an M×D SVD)."""
+    if len(x) < 2:
+        return 0.0
+    d = (e1 - e0).astype(np.float64)
+    xv = x.astype(np.float64) - e0
+    res = xv - np.outer(xv @ d / max(float(d @ d), 1e-12), d)
+    ev = np.linalg.eigvalsh(res @ res.T)
+    total = float(ev.sum())
+    return float(ev[-1] / total) if total > 0 else 0.0
 
 
 def merge_overlapping(chains: list[Chain], min_overlap: float = 0.5) -> list[Chain]:
@@ -327,13 +354,19 @@ def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
     triples = propose_triples(graph, eligible, features.rows.shape[1], cfg, points=points)
     ok = confirm_triples(features, triples, cfg) if len(triples) else np.zeros(0, bool)
     confirmed = triples[ok]
-    chains = []
+    nn1 = np.sqrt(np.maximum(graph.sqdist[:, 0][np.isfinite(graph.sqdist[:, 0])], 0))
+    cap = cfg.noise_cap * float(np.median(nn1)) if len(nn1) else np.inf
+    chains, curved = [], 0
     for seed in seed_groups(confirmed, features.projected):
-        c = grow_chain(features, eligible, seed, cfg)
+        c = grow_chain(features, eligible, seed, cfg, cap)
         if c is None:
+            continue
+        if not c.extra["exact"] and c.extra["systematic"] > cfg.max_systematic:
+            curved += 1  # not a line: a curve or a jittered path (the path detector's)
             continue
         # a chain held together only by the re-save allowance needs more than one triple
         if len(c.members) >= cfg.min_chain and (c.extra["exact"] or len(c.members) >= cfg.min_chain + 2):
             chains.append(c)
     return merge_overlapping(chains), {"proposed_triples": int(len(triples)),
-                                       "confirmed_triples": int(ok.sum())}
+                                       "confirmed_triples": int(ok.sum()), "curved_chains": curved,
+                                       "noise_cap_px": cap}

@@ -19,7 +19,7 @@ import numpy as np
 from audit.data.imageset import ImageSet
 from audit.errors import EmptyDatasetError, ShapeMismatchError, invalid_parameter
 from audit.features import Features, build_features
-from audit.findings import AuditResult, Finding
+from audit.findings import AuditResult, Finding, Severity
 from audit.neighbors import EXACT_MAX, IVF_NPROBE, NeighborGraph, knn_graph
 from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS, DetectorOutput, LabeledRows, ScanInputs
 from audit.scan.detectors.base import GraphSettings, config_from
@@ -170,7 +170,7 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
         outputs[name] = out
         timings[name] = time.perf_counter() - t0
     _tick(progress, "done", len(names), len(names))
-    findings: list[Finding] = [f for out in outputs.values() for f in out.findings]
+    findings = fold_contained([f for out in outputs.values() for f in out.findings])
     findings.sort(key=lambda f: (-f.severity.rank, -f.score))
     params: dict[str, Any] = {k: getattr(config, k) for k in ("projection_dim", "projection_sample", "k",
                                                                "exact_max", "nprobe", "use_gpu", "seed")}
@@ -183,6 +183,33 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
                        scores={d: np.asarray(out.scores, np.float64) for d, out in outputs.items()}, params=params,
                        timings=timings, skipped=getattr(images, "skipped", ()), notes=tuple(getattr(images, "notes", ())),
                        inputs=dict(getattr(images, "summary", {}) or {}))
+
+
+# an error finding this much inside a larger one (at least FOLD_SIZE times its size) is a piece
+# of it: the straight segments of a two-segment hop inside the path that holds both
+FOLD_SHARE = 0.8
+FOLD_SIZE = 1.25
+
+
+def fold_contained(findings: list[Finding]) -> list[Finding]:
+    """Error findings that are pieces of a larger error finding, folded into it: the larger one
+    keeps them in ``evidence["includes"]`` (kind, size, summary), so one attack is one finding."""
+    errors = sorted((f for f in findings if f.severity is Severity.ERROR), key=lambda f: -len(f.members))
+    kept: list[Finding] = []
+    sets: list[set[int]] = []
+    pieces: dict[int, list[dict]] = {}
+    for f in errors:
+        own = {m.index for m in f.members}
+        host = next((j for j, (g, s) in enumerate(zip(kept, sets))
+                     if len(g.members) >= FOLD_SIZE * len(own) and len(own & s) >= FOLD_SHARE * len(own)), None)
+        if host is None:
+            kept.append(f)
+            sets.append(own)
+        else:
+            pieces.setdefault(host, []).append({"kind": f.kind, "size": len(own), "summary": f.summary})
+    kept = [dataclasses.replace(g, evidence={**g.evidence, "includes": pieces[j]}) if j in pieces else g
+            for j, g in enumerate(kept)]
+    return kept + [f for f in findings if f.severity is not Severity.ERROR]
 
 
 def _tick(progress: Progress | None, stage: str, done: int, total: int) -> None:

@@ -25,7 +25,7 @@ distance between members / median link) is at least ``min_extent``: a path goes 
 group of near copies (every member next to every other) does not. Candidates of both views
 that share an image are one finding, ordered along the links from one end to the other. An end
 that sits next to a labeled image (``--labeled``) is the source x'; the other end is the likely
-target x*. Candidates mostly inside an earlier ``bridge`` finding are left to it.
+target x*. A candidate mostly covered by earlier ``bridge`` findings is left to them.
 
 Per-image score (every image): how many times tighter its tightest link is than the pool's
 ``quantile`` of r (max over views); natural images score about 1 or less.
@@ -42,8 +42,7 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 
 from audit.errors import invalid_parameter
 from audit.findings import Finding, Member, Severity
-from audit.scan.detectors.base import (Detector, DetectorOutput, ScanInputs, View, check_number,
-                                       members_union)
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View, check_number
 
 VIEWS = ("pixels", "invariant")
 
@@ -61,7 +60,10 @@ class PathConfig:
     min_extent: float = 4.0  # end to end >= 4 median links: near-copy groups have extent ~1-2
     max_shift: int = 4  # invariant view: relative shift searched (two ±2 px shifted images)
     align_fraction: float = 0.5  # invariant view: share of its links (the tightest) aligned in pixels
-    max_overlap: float = 0.5  # a candidate this much inside a bridge finding is that finding
+    # a candidate this much covered by bridge findings is theirs: one straight bridge, or two
+    # bridges from one source (a V, two targets: two findings say more than one path); a curve
+    # or hop that merely contains straight pieces stays a path (the scan folds the pieces in)
+    max_overlap: float = 0.8
 
     def __post_init__(self) -> None:
         own = "PathConfig"
@@ -115,12 +117,15 @@ class Path(Detector):
             score = np.maximum(score, per)
             stats[name] = {"links": int(len(lk.r)), "tight": int(lk.tight.sum()), "reference_r": lk.reference}
         candidates = [c for lk in links for c in self._candidates(inputs, lk)]
-        inside = members_union({k: v for k, v in earlier.items() if k == "bridge"}, Severity.ERROR)
+        lines = [np.array([m.index for m in f.members]) for f in earlier["bridge"].findings] if "bridge" in earlier else []
         findings = []
         for group in _merge(candidates):
             members = np.unique(np.concatenate([c["members"] for c in group]))
-            if np.mean(np.isin(members, list(inside))) >= cfg.max_overlap if inside else False:
-                continue
+            # lines that are a real part of it (a quarter or more), not fragments of a few images
+            # that happen to line up (shifted copies that share a shift)
+            held = [line for line in lines if np.isin(line, members).sum() >= 0.25 * len(members)]
+            if held and np.isin(members, np.concatenate(held)).mean() >= cfg.max_overlap:
+                continue  # straight lines already hold it (one bridge, or several from one source)
             findings.append(self._finding(inputs, group, members, links, score))
         stats["candidates"] = len(candidates)
         return DetectorOutput(findings, score, stats)

@@ -122,3 +122,40 @@ def test_a_straight_bridge_is_left_to_the_bridge_detector(clean_images, fashion)
 def test_path_options_are_validated(clean_images, options, message):
     with pytest.raises(InvalidParameterError, match=message):
         scan(make_set(clean_images[:20]), ScanConfig(options={"path": options}))
+
+
+def test_a_curve_is_never_reported_as_a_line(clean_images, fashion):
+    bridge, _ = _curve(fashion, "bezier", np.random.default_rng(0))
+    clean = _pool(clean_images, fashion)
+    res = scan(make_set(np.concatenate([clean, bridge])), ScanConfig(detectors=("bridge",)))
+    assert not [f for f in res.findings if f.kind == "bridge"], [f.summary for f in res.findings]
+    assert res.params["stats"]["bridge"]["curved_chains"] >= 1  # seen, measured, left to path
+
+
+def test_a_path_holding_a_straight_piece_is_one_finding_that_includes_it(clean_images, fashion):
+    """x' -> z exact, then z -> x* roughened with noise: the line test sees the first segment
+    only, the path detector the whole route; one finding remains, naming the piece it holds."""
+    xs, xt, z = _pair(fashion)
+    t = np.linspace(0, 1, 2 * N)[:, None, None, None]
+    hop = np.where(t < 0.5, (1 - 2 * t) * xs + 2 * t * z, (2 - 2 * t) * z + (2 * t - 1) * xt)
+    hop[N + 1:] += np.random.default_rng(0).normal(0, 8, hop[N + 1:].shape)
+    hop = np.clip(np.rint(hop), 0, 255).astype(np.uint8)
+    clean = _pool(clean_images, fashion)
+    n0 = len(clean)
+    res = scan(make_set(np.concatenate([clean, hop])))
+    errors = [f for f in res.findings if f.severity.value == "error"]
+    assert [f.kind for f in errors] == ["path"], [f.summary for f in errors]
+    got = {m.index for m in errors[0].members}
+    assert len(got & set(range(n0, n0 + 2 * N))) >= 0.9 * 2 * N
+    pieces = errors[0].evidence["includes"]  # the straight segment, folded in with its size
+    assert [p["kind"] for p in pieces] == ["bridge"] and pieces[0]["size"] >= N // 2
+
+
+def test_two_bridges_from_one_source_stay_two_lines(clean_images, fashion):
+    xs, xt, z = _pair(fashion)
+    a = np.linspace(0, 1, N)[:, None, None, None]
+    v = [np.clip(np.rint((1 - a) * xs + a * end), 0, 255).astype(np.uint8) for end in (xt, z)]
+    clean = _pool(clean_images, fashion)
+    res = scan(make_set(np.concatenate([clean, *v])))
+    errors = [f for f in res.findings if f.severity.value == "error"]
+    assert sorted(f.kind for f in errors) == ["bridge", "bridge"]  # two targets, not one V path
