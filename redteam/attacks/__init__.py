@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from audit.registry import Registry
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch, PoisonPoint
+from redteam.attacks.curved import Curved
 from redteam.attacks.duplicate import Duplicate
 from redteam.attacks.gan import Gan
 from redteam.attacks.jitter import Jitter
@@ -16,6 +17,7 @@ from redteam.attacks.jpeg import Jpeg
 from redteam.attacks.linear import Linear
 from redteam.attacks.multi_path import MultiPath
 from redteam.attacks.noise import Noise
+from redteam.attacks.slerp import Slerp
 from redteam.attacks.transfer import Transfer
 from redteam.attacks.translate import Translate
 from redteam.attacks.zero_knowledge import ZeroKnowledge
@@ -32,5 +34,7 @@ ATTACKS.register(Jitter.name, Jitter)  # adaptive, 5.2
 ATTACKS.register(Translate.name, Translate)  # adaptive, 5.2
 ATTACKS.register(JitterTranslate.name, JitterTranslate)  # adaptive, 5.2
 ATTACKS.register(Jpeg.name, Jpeg)  # adaptive, 5.2
+ATTACKS.register(Curved.name, Curved)  # adaptive: Bézier / two-segment hop through a natural image
+ATTACKS.register(Slerp.name, Slerp)  # adaptive: great circle in a PCA latent space
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "PoisonBatch", "PoisonPoint"]

@@ -114,3 +114,57 @@ def test_jpeg_points_differ_from_linear_ones_but_stay_close(ctx, linear):
     np.testing.assert_array_equal(jpeg_roundtrip(img, 90), jpeg_roundtrip(img, 90))  # deterministic
     with pytest.raises(InvalidParameterError, match=r"The 'quality' parameter of jpeg must be an int in \[1, 100\]"):
         JpegConfig(quality=0)
+
+
+def _line_residual(images, ctx):
+    """Each image's distance from the line x'–x* (not the segment point of its α)."""
+    x = images.reshape(len(images), -1).astype(float)
+    xs, xt = ctx.source_image.astype(float).ravel(), ctx.target.astype(float).ravel()
+    d = xt - xs
+    t = (x - xs) @ d / (d @ d)
+    return np.linalg.norm(x - xs - t[:, None] * d, axis=1)
+
+
+@pytest.mark.parametrize("shape", ["bezier", "hop"])
+def test_curved_paths_keep_the_ends_leave_the_line_and_step_in_small_steps(ctx, shape):
+    from redteam.attacks.curved import Curved, CurvedConfig
+
+    batch = Curved(CurvedConfig(shape=shape)).generate(ctx, np.random.default_rng(0))
+    imgs = batch.images
+    np.testing.assert_array_equal(imgs[0], ctx.source_image)
+    np.testing.assert_array_equal(imgs[-1], ctx.target)
+    span = np.linalg.norm(ctx.target.astype(float) - ctx.source_image.astype(float))
+    assert _line_residual(imgs, ctx).max() > 0.1 * span  # far off the line x'–x*, not rounding
+    steps = np.linalg.norm(np.diff(imgs.reshape(len(imgs), -1).astype(float), axis=0), axis=1)
+    assert steps.max() < 0.5 * span  # still a path of small steps
+    z = ctx.train.images[batch.meta["waypoint_index"]]
+    labels = ctx.train.labels
+    assert labels[batch.meta["waypoint_index"]] not in (labels[ctx.source], ctx.target_label)
+    if shape == "hop":  # the bend is at z itself: the point nearest α = ½ is close to it
+        from redteam.density import alphas
+
+        a = alphas(ctx.density, ctx.n)
+        mid = imgs[int(np.argmin(np.abs(a - 0.5)))].astype(float)
+        assert np.linalg.norm(mid - z) < np.linalg.norm(mid - ctx.source_image) and \
+            np.linalg.norm(mid - z) < np.linalg.norm(mid - ctx.target)
+
+
+def test_bend_zero_is_the_straight_bridge(ctx, linear):
+    from redteam.attacks.curved import Curved, CurvedConfig
+
+    flat = Curved(CurvedConfig(bend=0.0)).generate(ctx, np.random.default_rng(0)).images.astype(float)
+    assert np.abs(flat - linear).max() <= 1  # the same points up to rounding
+
+
+def test_slerp_runs_on_a_great_circle_of_the_latent_codes(ctx):
+    from redteam.attacks.slerp import Slerp, SlerpConfig
+
+    batch = Slerp(SlerpConfig(dim=8, sample=150)).generate(ctx, np.random.default_rng(0))
+    imgs = batch.images
+    np.testing.assert_array_equal(imgs[0], ctx.source_image)
+    np.testing.assert_array_equal(imgs[-1], ctx.target)
+    span = np.linalg.norm(ctx.target.astype(float) - ctx.source_image.astype(float))
+    assert _line_residual(imgs, ctx).max() > 0.05 * span  # bends away from the chord
+    assert 0.0 < batch.meta["angle_deg"] < 180.0 and batch.meta["dim"] == 8
+    with pytest.raises(InvalidParameterError, match="'dim' parameter of slerp"):
+        SlerpConfig(dim=1)
