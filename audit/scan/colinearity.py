@@ -98,8 +98,10 @@ class Chain:
 
 
 def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg: ColinearityConfig,
-                    points: np.ndarray | None = None) -> np.ndarray:
-    """int64 ``T×3`` candidate (u, v, w) triples from each v's kNN list (projected space).
+                    points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ``T×3`` candidate (u, v, w) triples from each v's kNN list (projected space), and
+    each point's projected linearity: ``min(1, tol / r)`` of its best neighbour pair with v
+    between them (0 without one; an upper bound of the full-space value, residuals only shrink).
 
     The projected test uses the loosest full-space tolerance (``abs_tol`` with ``D_eff = D``,
     and 1.5 × ``rel_tol`` against the shrunken projected separations); of the pairs that pass,
@@ -111,6 +113,7 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
     abs_hi = cfg.abs_slack * np.sqrt(d_full * 2.0 / 12.0)  # the worst t (0 or 1)
     pts = np.flatnonzero(eligible) if points is None else points[eligible[points]]
     out = []
+    proj_linearity = np.zeros(len(proj))
     for s in range(0, len(pts), cfg.chunk):
         v = pts[s : s + cfg.chunk]
         nb = idx_all[v]  # B×k
@@ -126,10 +129,10 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
             r2 = gaa - (gaa - gab) ** 2 / dd
         sep = np.sqrt(np.minimum(gaa, gbb))
         tol = np.maximum(abs_hi, cfg.rel_tol * 1.5 * sep)  # 1.5: projected separations shrink
-        good = (
-            ok_nb[:, ia] & ok_nb[:, ib] & (gab < 0) & (t > 0) & (t < 1) & (dd > 0)
-            & (r2 <= tol**2)
-        )
+        between = ok_nb[:, ia] & ok_nb[:, ib] & (gab < 0) & (t > 0) & (t < 1) & (dd > 0)
+        good = between & (r2 <= tol**2)
+        ratio = np.where(between, np.sqrt(np.maximum(r2, 0)) / tol, np.inf)
+        proj_linearity[v] = np.minimum(1.0, 1.0 / np.maximum(ratio.min(axis=1, initial=np.inf), 1e-9))
         if not good.any():
             continue
         # rank by bend sine r/sep: near-duplicate neighbours (tiny sep, noise-sized r) rank last
@@ -144,8 +147,8 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
         w = nb[rows, ib[pairs]]
         out.append(np.stack([u, v[rows], w], axis=1))
     if not out:
-        return np.empty((0, 3), np.int64)
-    return np.concatenate(out).astype(np.int64)
+        return np.empty((0, 3), np.int64), proj_linearity
+    return np.concatenate(out).astype(np.int64), proj_linearity
 
 
 # --- 2. confirm --------------------------------------------------------------------------
@@ -167,9 +170,12 @@ def line_fit(x: np.ndarray, p0: np.ndarray, p1: np.ndarray, cfg: ColinearityConf
     return t, r, abs_tol, dd
 
 
-def confirm_triples(features: Features, triples: np.ndarray, cfg: ColinearityConfig) -> np.ndarray:
-    """Boolean mask over ``T×3`` triples that pass the full pixel-space test (module docstring)."""
+def confirm_triples(features: Features, triples: np.ndarray, cfg: ColinearityConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean mask over ``T×3`` triples that pass the full pixel-space test (module docstring),
+    and each triple's linearity ``min(1, tol / r)`` (1: within tolerance of the line through its
+    neighbours; 0 where the separation or position test fails or v nearly copies a neighbour)."""
     keep = np.zeros(len(triples), bool)
+    linearity = np.zeros(len(triples))
     step = 4096
     for s in range(0, len(triples), step):
         tr = triples[s : s + step]
@@ -178,8 +184,10 @@ def confirm_triples(features: Features, triples: np.ndarray, cfg: ColinearityCon
         sep = np.minimum(np.linalg.norm(v - u, axis=1), np.linalg.norm(w - v, axis=1))
         near_dup = (np.abs(v - u).max(axis=1) <= cfg.dup_max_diff) | (np.abs(w - v).max(axis=1) <= cfg.dup_max_diff)
         tol = np.maximum(abs_tol, cfg.rel_tol * sep)
-        keep[s : s + step] = (t > 0) & (t < 1) & (r <= tol) & (sep >= cfg.min_sep_factor * abs_tol) & ~near_dup
-    return keep
+        shape_ok = (t > 0) & (t < 1) & (sep >= cfg.min_sep_factor * abs_tol) & ~near_dup
+        keep[s : s + step] = shape_ok & (r <= tol)
+        linearity[s : s + step] = np.where(shape_ok, np.minimum(1.0, tol / np.maximum(r, 1e-9)), 0.0)
+    return keep, linearity
 
 
 # --- 3. chain ----------------------------------------------------------------------------
@@ -350,10 +358,16 @@ def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
                 cfg: ColinearityConfig, points: np.ndarray | None = None) -> tuple[list[Chain], dict]:
     """Stages 1-3 over the whole pool (or only triples centred on ``points``).
 
-    Returns the chains and counters for the report (proposed / confirmed triples)."""
-    triples = propose_triples(graph, eligible, features.rows.shape[1], cfg, points=points)
-    ok = confirm_triples(features, triples, cfg) if len(triples) else np.zeros(0, bool)
+    Returns the chains and counters for the report (proposed / confirmed triples, and under
+    ``linearity`` each image's best triple linearity, for the per-image score)."""
+    triples, best = propose_triples(graph, eligible, features.rows.shape[1], cfg, points=points)
+    ok, linearity = confirm_triples(features, triples, cfg) if len(triples) else (np.zeros(0, bool), np.zeros(0))
     confirmed = triples[ok]
+    # per image: its projected linearity, replaced by the full-space value where a triple centred
+    # on it was confirmed or refuted in pixels (the bound was optimistic there)
+    full = np.full(len(features), -1.0)
+    np.maximum.at(full, triples[:, 1], linearity)
+    best = np.where(full >= 0, full, best)
     nn1 = np.sqrt(np.maximum(graph.sqdist[:, 0][np.isfinite(graph.sqdist[:, 0])], 0))
     cap = cfg.noise_cap * float(np.median(nn1)) if len(nn1) else np.inf
     chains, curved = [], 0
@@ -369,4 +383,4 @@ def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
             chains.append(c)
     return merge_overlapping(chains), {"proposed_triples": int(len(triples)),
                                        "confirmed_triples": int(ok.sum()), "curved_chains": curved,
-                                       "noise_cap_px": cap}
+                                       "noise_cap_px": cap, "linearity": best}

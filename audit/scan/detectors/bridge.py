@@ -26,12 +26,17 @@ class Bridge(Detector):
     def run(self, inputs: ScanInputs, earlier: Mapping[str, DetectorOutput]) -> DetectorOutput:
         cfg = self.config
         chains, counts = find_chains(inputs.features, inputs.graph, inputs.eligible, cfg, points=inputs.points)
-        score = np.zeros(len(inputs))
+        # per image, for every image: how well it lies on the line between two of its neighbours
+        # (min(1, tolerance / residual) of its best proposed triple, 0 if none was proposed), and
+        # 1 + its own fit for a member of a reported chain, so members rank above lone triples
+        score = counts.pop("linearity")
         findings = []
         for c in chains:
             f = chain_finding(c, inputs, cfg)
             findings.append(f)
-            score[c.members] = np.maximum(score[c.members], f.score)
+            fit = np.array([m.score for m in f.members])
+            idx = np.array([m.index for m in f.members])
+            score[idx] = np.maximum(score[idx], 1.0 + fit)
         return DetectorOutput(findings, score, counts)
 
 

@@ -47,7 +47,8 @@ def test_bridge_is_one_chain_in_order_with_alphas_and_endpoints(poisoned):
     assert ends & {SRC, n_clean} and ends & {TGT, n_clean + len(ALPHAS) - 1}
     assert [m.role for m in (f.members[0], f.members[-1])] == ["endpoint", "endpoint"]
     clean = np.setdiff1d(np.arange(n_clean), [SRC, TGT])
-    assert res.scores["bridge"][n_clean:].min() > 0 and res.scores["bridge"][clean].max() == 0
+    # per image: members score 1 + their own fit, every other image its best lone triple, below 1
+    assert res.scores["bridge"][n_clean:].min() >= 1.0 and res.scores["bridge"][clean].max() < 1.0
 
 
 def test_labeled_source_orients_the_chain(poisoned, fashion):
@@ -67,7 +68,7 @@ def test_labeled_source_orients_the_chain(poisoned, fashion):
 def test_clean_pool_has_no_bridge(clean_images):
     res = scan(make_set(clean_images))
     assert _bridges(res) == []
-    assert res.scores["bridge"].max() == 0
+    assert res.scores["bridge"].max() < 1.0  # graded (lone triples), never a chain member's >= 1
 
 
 def test_jpeg_q95_resaved_bridge_is_still_found(clean_images, fashion):

@@ -81,3 +81,15 @@ def test_a_detector_returning_misshapen_scores_is_an_error(poisoned):
             scan(pool, ScanConfig(detectors=("near_duplicate",)))
     finally:
         DETECTORS._items["near_duplicate"] = original
+
+
+def test_bridge_scores_are_per_image_not_the_finding_score_copied(poisoned):
+    pool, n_clean = poisoned
+    res = scan(pool, ScanConfig(detectors=("bridge",)))
+    s = res.scores["bridge"]
+    (f,) = [f for f in res.findings if f.kind == "bridge"]
+    members = np.array([m.index for m in f.members])
+    assert np.all(s[members] >= 1.0) and len(np.unique(s[members])) > 1  # each member its own fit
+    assert not np.any(np.isclose(s[members], f.score))
+    others = np.setdiff1d(np.arange(len(pool)), members)
+    assert s[others].max() < 1.0 + 1e-9 and (s[others] > 0).sum() > 10  # lone triples: a graded score
