@@ -3,7 +3,9 @@ at every file operation, and the cost of the checksums. Results go to docs/bench
 ("Store safety"); files go to ``--work`` (default /tmp/storesafety), never the repo.
 
     # 20 trials of two `audit scan BATCH --against STORE --update` started at once (real CLI):
-    # every run that exits 0 must have its batch in the store
+    # every run that exits 0 must have its batch in the store. The benchmark holds the lock until
+    # both wait on it (else a 40-image scan is over long before the other process has started);
+    # --no-hold lets them run free
     python benchmarks/bench_store_safety.py race --trials 20
     # kill -9 at each file operation, in-process (fork + os._exit at operation N, torn writes too)
     python benchmarks/bench_store_safety.py kill --mode inject
@@ -22,6 +24,7 @@ writer must succeed and leave no temporary or superseded entry behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -81,6 +84,7 @@ def _pristine(work: Path, inputs: dict[str, Path]) -> Path:
 
 def cmd_race(a) -> None:
     from audit.scan.store import load_store
+    from audit.scan.store_layout import StoreWriter
 
     a.work.mkdir(parents=True, exist_ok=True)
     inputs = _inputs(a.work)
@@ -91,15 +95,20 @@ def cmd_race(a) -> None:
         for i, h in enumerate(halves):
             np.savez(h, images=z["images"][i * 40 : (i + 1) * 40], ids=np.array([f"r{i}/{j:02d}" for j in range(40)]))
     print(f"race: {a.trials} trials of 2 concurrent --update runs of 40 images each; load {_load()}", flush=True)
-    ok = lost = waited = 0
+    ok = lost = waited = both_waited = 0
     t0 = time.perf_counter()
     for trial in range(a.trials):
         store = a.work / "race" / f"S{trial}"
         shutil.rmtree(store, ignore_errors=True)
         shutil.copytree(pristine, store)
-        procs = [subprocess.Popen([audit_exe(), "scan", str(h), "--against", str(store), "--update", "--fail-on",
-                                   "never"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
-                 for h in halves]
+        with StoreWriter(store) if a.hold else contextlib.nullcontext():
+            procs = [subprocess.Popen([audit_exe(), "scan", str(h), "--against", str(store), "--update",
+                                       "--fail-on", "never"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True, env=_env()) for h in halves]
+            deadline = time.monotonic() + 300
+            while a.hold and _waiters(store / "store.lock", procs) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # both runs started, loaded their batch and now wait on the lock
+            both_waited += a.hold and _waiters(store / "store.lock", procs) >= 2
         errs = [p.communicate()[1] for p in procs]
         codes = [p.returncode for p in procs]
         ids = set(load_store(store)["ids"])
@@ -109,8 +118,28 @@ def cmd_race(a) -> None:
         waited += any("wait for lock" in e for e in errs)  # the CLI's log line for a wait >= 1 s
         print(f"trial {trial}: exit {codes}, batches in store {present}, {len(ids)} ids", flush=True)
     print(f"race: {ok}/{a.trials} trials with both runs exit 0 and both batches stored; {lost} batches lost; "
-          f"{waited} trials where a run logged a wait for the lock; {time.perf_counter() - t0:.0f} s; "
-          f"load {_load()}")
+          f"{both_waited} trials with both runs blocked on the lock at once (--hold); {waited} where a run "
+          f"logged a wait of 1 s or more; {time.perf_counter() - t0:.0f} s; load {_load()}")
+
+
+def _waiters(lock: Path, procs) -> int:
+    """How many of ``procs`` hold ``lock`` open: a run opens it to poll for the flock, and cannot
+    get it while this benchmark holds it, so each one counted is waiting."""
+    target, n = str(lock.resolve()), 0
+    for p in procs:
+        try:
+            fds = os.listdir(f"/proc/{p.pid}/fd")
+        except OSError:
+            continue
+        n += any(_readlink(f"/proc/{p.pid}/fd/{fd}") == target for fd in fds)
+    return n
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 # --- kill -9 -------------------------------------------------------------------------------
@@ -324,6 +353,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=("race", "kill", "checksum"))
     p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--hold", action=argparse.BooleanOptionalAction, default=True,
+                   help="race: hold the lock until both runs wait on it, so every trial is a real race")
     p.add_argument("--mode", choices=("inject", "strace"), default="inject")
     p.add_argument("--scenarios", default="save-absent,save-v2,save-v1,update-v2,update-v1",
                    help="kill: which writers (save, update) from which starting store (absent, v2, flat v1)")
