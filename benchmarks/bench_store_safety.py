@@ -13,8 +13,10 @@ at every file operation, and the cost of the checksums. Results go to docs/bench
     # `strace -e inject=SYSCALL:signal=KILL:when=N` (N-th call of that syscall in the main thread)
     python benchmarks/bench_store_safety.py kill --mode strace
     # sha256 verification on load at 1M 32×32×3 images (a store of the real layout and sizes,
-    # or --store the one bench_scan_scale.py writes)
-    python benchmarks/bench_store_safety.py checksum --n 1000000 --repeat 3
+    # or --store the one bench_scan_scale.py writes), --against a 10k batch with checksums on and
+    # off, and the cost of hashing and fsync when a version is written
+    python benchmarks/bench_store_safety.py checksum --n 1000000 --repeat 3 \
+        --store /tmp/scanbench/synth1000000.store --batch /tmp/scanbench/batch10k.npz --write
 
 After each kill the store must open (``load_store``) with the old pool or the new one (for a
 first ``--save-index``: the new one, or "no scan index" and a rerun that succeeds), and a next
@@ -337,6 +339,9 @@ def cmd_checksum(a) -> None:
 
         cases += [(f"scan_against {len(batch)} images, checksums on", lambda: against(True)),
                   (f"scan_against {len(batch)} images, checksums off", lambda: against(False))]
+    if a.write:  # what checksums and fsync add to writing a version (what every --update at 1M does)
+        cases += [(f"write a version: {m}", lambda m=m: _write_copy(store, a.work / "copy", m))
+                  for m in ("sha256 + fsync (as shipped)", "sha256, no fsync", "no sha256, no fsync")]
     timing: dict[str, list[float]] = {}
     for _ in range(a.repeat):
         for name, fn in cases:
@@ -347,6 +352,49 @@ def cmd_checksum(a) -> None:
     for name, v in timing.items():
         print(f"{name}: median {statistics.median(v):.2f} s ({', '.join(f'{x:.2f}' for x in v)})")
     print(f"load {_load()}")
+
+
+def _write_copy(store: Path, dest: Path, mode: str) -> None:
+    """Write the current version of ``store`` again, as a new store at ``dest``, through the real
+    writer; ``mode`` leaves out the fsyncs and/or the hashing. Dirty pages of earlier runs are
+    flushed first (``os.sync``) so each run pays only for its own writes."""
+    import hashlib
+
+    from audit.features import Features
+    from audit.neighbors import NeighborGraph
+    from audit.scan import store_io
+    from audit.scan.pipeline import ScanConfig, ScanContext
+    from audit.scan.store import _write_version, load_store
+    from audit.scan.store_layout import StoreWriter
+
+    class NoHash:
+        def __init__(self, *data) -> None:
+            pass
+
+        def update(self, data) -> None:
+            pass
+
+        def hexdigest(self) -> str:
+            return "0" * 64
+
+    st = load_store(store, verify_checksums=False)
+    knn = st["knn"]
+    graph = NeighborGraph(indices=knn[0], sqdist=knn[1], projected=st["projected"], index=st["index"], kind=st["kind"])
+    ctx = ScanContext(Features(st["rows"], st["projected"], st["projection"]), graph, tuple(st["ids"]), ScanConfig(),
+                      st["shape"])
+    shutil.rmtree(dest, ignore_errors=True)
+    os.sync()
+    real_fsync, real_sha = os.fsync, store_io.hashlib.sha256
+    try:
+        if "no fsync" in mode:
+            os.fsync = lambda fd: None
+        if "no sha256" in mode:
+            store_io.hashlib.sha256 = NoHash
+        with StoreWriter(dest) as w:
+            _write_version(w, ctx, st["eligible"], knn)
+    finally:
+        os.fsync, store_io.hashlib.sha256 = real_fsync, real_sha
+    assert hashlib.sha256 is real_sha
 
 
 def main() -> None:
@@ -365,6 +413,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch", type=Path, help="checksum: also time scan_against of this batch (e.g. "
                                                 "bench_scan_scale.py's batch10k.npz) with and without checksums")
+    p.add_argument("--write", action="store_true", help="checksum: also time writing a version with and "
+                                                           "without sha256 and fsync")
     p.add_argument("--store", type=Path, help="checksum: measure this existing store (e.g. bench_scan_scale.py's "
                                                 "synth1000000.store) instead of writing a synthetic one")
     p.add_argument("--work", type=Path, default=WORK)
