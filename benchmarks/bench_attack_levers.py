@@ -124,9 +124,9 @@ def arms() -> dict[str, Arm]:
         algo(replace(d, algos=("mixmatch",)), rampup_steps=1000))
     # --- density and number of bridge images near the front ------------------------------------
     add("d-density", "density/number",
-        "More bridge images where the front stalls (uniform and x-weighted densities put 1.5-3x more "
-        "images past α 0.5 than 1.5-x; 2% vs 5% halves the number) would move the front if it were "
-        "short of images there.", replace(d, densities=("1.5-x", "1", "x"), ratios=(0.02, 0.05)))
+        "More bridge images where the front stalls (the uniform and x densities put 1.3x and 2x as many "
+        "images past α 0.5 as 1.5-x, at the same 5%) would move the front if it were short of images "
+        "there (the number at 5/10/30%: issue #18, no effect).", replace(d, densities=("1", "x"), ratios=(0.05,)))
     # --- Fashion-MNIST: training length and the pair lever there ------------------------------
     add("f-base", "training length", "Baseline on Fashion-MNIST (3 000 steps) for the f- arms.", f)
     add("f-long", "training length", "On Fashion-MNIST the front was still moving at 3 000 steps: three "
