@@ -26,16 +26,29 @@ SHOW_MEMBERS = 3
 MAX_INPUT_CHARS = 240  # of the input summary line: the JSON report has it whole
 
 
-def render_console(result: AuditResult, console: Console, *, top: int = 10, fail_on: str | None = None) -> None:
-    """Print the summary. ``fail_on`` adds the gate verdict line; ``top`` caps the table rows.
+def render_console(result: AuditResult, console: Console, *, top: int = 10, fail_on: str | None = None,
+                   scope=None) -> None:
+    """Print the summary. ``fail_on`` adds the gate verdict line; ``top`` caps the table rows;
+    ``scope`` (``audit.report.context.Scope``) of an ``--against`` scan names the batch and the
+    store apart.
 
     Text from the data is shown escaped (module doc)."""
     line = Text()
     line.append(f"audit {result.tool}: ", style="bold")
-    line.append(printable(result.root))
     skipped = f"{len(result.skipped)} skipped, " if result.skipped else ""
-    line.append(f"  {result.n_images} images scanned, {len(result.unreadable)} unreadable, {skipped}"
-                f"{len(result.findings)} findings, {len(result.flagged())} images flagged (warning+)")
+    flagged = result.flagged()
+    if scope is not None and scope.store is not None and scope.new_ids is not None:
+        new = scope.new_ids
+        n_batch = scope.n_batch if scope.n_batch is not None else len(new)
+        n_new_flagged = sum(1 for i in flagged if i in new)
+        line.append(f"{printable(scope.root)} against {printable(scope.store)}")
+        line.append(f"  {n_batch} batch images ({len(new)} new) scanned with {result.n_images - len(new)} stored, "
+                    f"{len(result.unreadable)} unreadable, {skipped}{len(result.findings)} findings, "
+                    f"{len(flagged)} images flagged (warning+: {n_new_flagged} new, {len(flagged) - n_new_flagged} stored)")
+    else:
+        line.append(printable(result.root))
+        line.append(f"  {result.n_images} images scanned, {len(result.unreadable)} unreadable, {skipped}"
+                    f"{len(result.findings)} findings, {len(flagged)} images flagged (warning+)")
     console.print(line)
     _entries(console, result.unreadable, "unreadable", "unreadable files", SHOW_UNREADABLE, "yellow")
     _entries(console, result.skipped, "skipped", "skipped entries (all in the JSON report)", SHOW_SKIPPED, "dim")

@@ -111,7 +111,7 @@ def emit(result: AuditResult, request: ReportRequest, extras: ReportExtras = Rep
         from audit.report.console import render_console
 
         where = console(stderr=fmt is not OutputFormat.text)
-        render_console(result, where, top=request.top, fail_on=level)
+        render_console(result, where, top=request.top, fail_on=level, scope=ctx.scope)
         if extras.console_extra is not None:
             extras.console_extra(where)
         err = console(stderr=True)

@@ -176,9 +176,13 @@ class _Page:
         if links:
             parts.append("<p class=\"links\">Shares images with: " + "; ".join(
                 f"<a href=\"#{_e(ctx.anchor(o))}\">{_e(text)}</a>" for text, o, _ in links) + "</p>")
-        parts.append("<div class=\"strip\">" + self.source(f))
-        parts.extend(self.member(m) for m in f.members[: self.max_thumbs])
-        parts.append("</div>" + _more(len(f.members) - self.max_thumbs, "members not shown (all in the table below)"))
+        strip = self.strip(f)
+        inside = next((o for text, o, n in links if n == len({m.id for m in f.members})
+                       and ctx.number[id(o)] < ctx.number[id(f)]), None)
+        if inside is not None:  # every image already shown higher up: fold the repeat away
+            strip = (f"<details><summary>Thumbnails (the same images as {_e(ctx.label(inside))})</summary>"
+                     f"{strip}</details>")
+        parts.append(strip)
         parts.append(self.members_table(f, why.member_columns))
         parts.append(_copy_block(f"Files of {ctx.label(f)}", ctx, [m.id for m in f.members]))
         raw = json.dumps({"summary": f.summary, **f.to_json()["evidence"]}, indent=1, ensure_ascii=False)
@@ -186,6 +190,21 @@ class _Page:
         parts.extend(_figure(c, png) for c, png in figures.items())
         parts.append("</section>")
         return "\n".join(parts)
+
+    def strip(self, f: Finding) -> str:
+        """Thumbnails in member order; past ``max_thumbs`` the last member (a chain's far end,
+        x*) is still shown, after a gap that counts the hidden ones."""
+        shown = list(f.members)
+        gap = ""
+        if len(shown) > self.max_thumbs:
+            hidden = len(shown) - self.max_thumbs
+            gap = f"<div class=\"nopreview\">+{hidden} more</div>"
+            shown = shown[: self.max_thumbs - 1]
+            last = self.member(f.members[-1])
+        html_ = "<div class=\"strip\">" + self.source(f) + "".join(self.member(m) for m in shown)
+        if gap:
+            html_ += gap + last
+        return html_ + "</div>" + _more(len(f.members) - self.max_thumbs, "members not shown (all in the table below)")
 
     def source(self, f: Finding) -> str:
         """The labeled source image x' (not an image of the pool), left of the strip."""
@@ -264,9 +283,9 @@ def _header(ctx: ReportContext, title: str, fail_on: str | None) -> str:
     if result.notes:
         out.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul>")
     if result.inputs:
-        out.append("<dl class=\"evidence\">" + "".join(
+        out.append("<details><summary>What the reader met (sizes, modes, conversions)</summary><dl class=\"evidence\">" + "".join(
             f"<dt>{_e(k)}</dt><dd>{_e(_short(v if isinstance(v, str) else json.dumps(v, default=str)))}</dd>"
-            for k, v in result.inputs.items()) + "</dl>")
+            for k, v in result.inputs.items()) + "</dl></details>")
     counts = result.to_json()["counts"]
     if counts:
         sevs = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
@@ -290,14 +309,19 @@ def _copy_block(heading: str, ctx: ReportContext, ids: Sequence[str], *, whole: 
     if files:
         rows = min(max(len(files), 2), 12)
         parts.append(f"<p class=\"more\">{len(files)} files, {where}, one per line.{_e(note)}</p>"
-                     f"<textarea class=\"paths\" readonly rows=\"{rows}\">{_e(chr(10).join(files))}</textarea>")
+                     f"<textarea class=\"paths\" readonly rows=\"{rows}\">{_lines(files)}</textarea>")
     if stored:
-        parts.append(f"<p class=\"more\">{len(stored)} of them are stored images (in {_e(ctx.scope.store)}, not in "
-                     f"this batch):</p><textarea class=\"paths\" readonly rows=\"{min(max(len(stored), 2), 6)}\">"
-                     f"{_e(chr(10).join(stored))}</textarea>")
+        parts.append(f"<p class=\"more\">Stored images already in {_e(ctx.scope.store)}, not files of this batch "
+                     f"({len(stored)}):</p><textarea class=\"paths\" readonly rows=\"{min(max(len(stored), 2), 6)}\">"
+                     f"{_lines(stored)}</textarea>")
     if whole:
         return f"<h2>{_e(heading)} ({len(files) + len(stored)})</h2>" + "".join(parts)
     return f"<details><summary>Copy paths ({len(files) + len(stored)})</summary>{''.join(parts)}</details>"
+
+
+def _lines(ids: Sequence[str]) -> str:
+    """One escaped name per line (each escaped on its own: a newline in a name stays ``\\x0a``)."""
+    return "\n".join(_e(i) for i in ids)
 
 
 def _grid(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "grid") -> str:

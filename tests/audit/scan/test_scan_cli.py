@@ -396,3 +396,103 @@ def test_include_hidden_and_follow_symlinks_read_what_is_otherwise_skipped(hosti
     skipped = {u["path"] for u in plain["skipped"]}
     assert {".hidden.png", "linked"} <= skipped  # listed, not silently dropped
     assert ".hidden.png" not in {u["path"] for u in hidden["skipped"]}
+
+
+# --- CI formats, the step summary, --against reports, logs (#15) -------------------------------
+def test_junit_and_sarif_formats_on_stdout(pools):
+    from junitparser import JUnitXml
+
+    res = _invoke(pools["poisoned"], "--format", "junit", "--quiet")
+    assert res.exit_code == 1 and res.stderr == ""
+    xml = JUnitXml.fromstring(res.stdout)
+    cases = [c for s in xml for c in s]
+    failed = [c for c in cases if not c.is_passed]
+    assert failed and all(c.classname in ("audit.scan.bridge", "audit.scan.path") for c in failed)
+    assert {c.name for c in cases} >= {"cluster: no findings"}  # every detector that ran is a case
+    res = _invoke(pools["poisoned"], "--format", "sarif", "--fail-on", "never")
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)  # nothing but the SARIF log on stdout; the summary went to stderr
+    assert "gate passed" in res.stderr
+    run = doc["runs"][0]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == ["bridge", "path", "cluster", "near_duplicate"]
+    bridge = next(r for r in run["results"] if r["ruleId"] == "bridge")
+    uri = bridge["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri.startswith(str(pools["poisoned"]).lstrip("/")) or uri.startswith(str(pools["poisoned"]))
+    assert bridge["level"] == "error"
+
+
+def test_step_summary_goes_to_github_and_to_summary_file(pools, tmp_path, monkeypatch):
+    gh = tmp_path / "step_summary.md"
+    gh.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(gh))
+    res = _invoke(pools["poisoned"], "--summary", tmp_path / "s.md", "--html", tmp_path / "r.html", "--quiet")
+    assert res.exit_code == 1
+    mine = (tmp_path / "s.md").read_text()
+    assert gh.read_text() == "earlier step\n" + mine  # appended, as every step does
+    assert "**GATE FAILED** (fail on: error)" in mine and "| bridge |" in mine and "r\\.html" in mine
+    assert "upload\\_0" in mine or "upload_0" in mine
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pools["poisoned"] / "summary.md"))
+    line = _one_error_line(_invoke(pools["poisoned"]))  # an output inside the scanned folder: refused first
+    assert "$GITHUB_STEP_SUMMARY" in line and "inside the scanned folder" in line
+
+
+def test_against_report_heading_and_stored_new_marks(pools, tmp_path):
+    store = tmp_path / "store"
+    assert _invoke(pools["clean"], "--save-index", store, "--quiet").exit_code == 0
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for p in sorted(pools["poisoned"].glob("upload_*.png")):
+        batch.joinpath(p.name).write_bytes(p.read_bytes())
+    res = _invoke(batch, "--against", store, "--json", tmp_path / "r.json", "--html", tmp_path / "r.html")
+    assert res.exit_code == 1
+    assert f"audit scan: {batch} against {store}" in res.stdout.replace("\n", " ")
+    assert "8 batch images (8 new) scanned with 100 stored" in res.stdout
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["batch"] == {"root": str(batch), "n_images": 8, "n_new": 8, "n_already_stored": 0}
+    assert doc["store"] == {"path": str(store), "n_images": 100}
+    uploads = {f"upload_{j:02d}.png" for j in range(8)}
+    assert set(doc["flagged_new"]) <= uploads and set(doc["flagged_stored"]).isdisjoint(uploads)
+    assert set(doc["flagged_new"]) | set(doc["flagged_stored"]) == set(doc["flagged"])
+    for f in doc["findings"]:
+        assert all(m["stored"] == (m["id"] not in uploads) for m in f["members"])
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"<title>audit scan: {batch} against {store}</title>" in page
+    assert f"<b>batch</b>: {batch} (8 images: 8 new, 0 already stored)" in page
+    assert f"<b>store</b>: {store} (100 stored images)" in page and "<b>scanned</b>:" not in page
+    assert 'class="badge b-new">new<' in page and 'class="badge b-stored">stored<' in page
+    # a rerun of an accepted batch: every image is stored now, none new
+    assert _invoke(batch, "--against", store, "--update", "--fail-on", "never", "--quiet").exit_code == 0
+    res = _invoke(batch, "--against", store, "--format", "json", "--fail-on", "never", "--quiet")
+    doc = json.loads(res.stdout)
+    assert doc["batch"]["n_new"] == 0 and doc["batch"]["n_already_stored"] == 8 and doc["flagged_new"] == []
+
+
+def test_labeled_source_shown_with_class_names_and_overlaps_linked(pools, tmp_path):
+    res = _invoke(pools["poisoned"], "--labeled", pools["labeled"], "--html", tmp_path / "r.html",
+                  "--json", tmp_path / "r.json", "--fail-on", "never", "--quiet")
+    assert res.exit_code == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    src = page.split('class="thumb role-source srcbox"')[1].split("</figure>")[0]
+    assert "data:image/png;base64," in src and "0/x_prime.png" in src
+    assert "labeled image 0/x_prime.png (0)" in page  # the labeled folder's class name
+    doc = json.loads((tmp_path / "r.json").read_text())
+    keys = {f["id"] for f in doc["findings"]}
+    for f in doc["findings"]:
+        assert all(o["id"] in keys and o["id"] != f["id"] and o["shared"] > 0 for o in f["overlaps"])
+        for o in f["overlaps"]:
+            assert f'<a href="#f-{o["id"]}">' in page
+
+
+def test_piped_output_never_wraps_names(tmp_path):
+    with np.load(FIXTURE) as z:
+        images = z["images"]
+    folder = tmp_path / "long"
+    folder.mkdir()
+    name = "a-very-long-scraped-file-name-" + "x" * 120 + ".png"
+    for i in range(20):
+        _write_png(folder / f"img_{i:02d}.png", images[3 * i])
+    _write_png(folder / name, images[0])
+    _write_png(folder / "copy.png", images[0])  # a near-duplicate pair: the long name is in the table
+    res = _invoke(folder, "--fail-on", "never")
+    assert res.exit_code == 0
+    assert any(name in line for line in res.stdout.splitlines())  # whole, on one line (CliRunner is not a TTY)
