@@ -145,7 +145,8 @@ def _stdout(ctx: ReportContext, fmt: OutputFormat, level: str, extras: ReportExt
     if fmt is OutputFormat.sarif:
         from audit.report.sarif import dumps
 
-        return dumps(ctx, file_root=root, kinds=list(extras.kinds), rules=extras.rules)
+        container = ctx.scope.root if root is None and ctx.scope.root and Path(ctx.scope.root).is_file() else None
+        return dumps(ctx, file_root=root, kinds=list(extras.kinds), rules=extras.rules, container=container)
     return ""
 
 

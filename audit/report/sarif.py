@@ -34,9 +34,11 @@ _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "
 
 
 def sarif_document(ctx: ReportContext, *, file_root: str | None, kinds: list[str] | None = None,
-                   rules: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   rules: Mapping[str, str] | None = None, container: str | None = None) -> dict[str, Any]:
     """The SARIF log as a dict. ``rules`` maps a kind to its one-line description (the
-    detector registry's); ``kinds`` are the detectors that ran (each gets a rule)."""
+    detector registry's); ``kinds`` are the detectors that ran (each gets a rule). ``container``:
+    the scanned file when the images are not files of their own (an .npz, an IDX pair): every
+    result is located at it (code scanning wants a location per result)."""
     from audit import __version__
 
     result = ctx.result
@@ -54,7 +56,7 @@ def sarif_document(ctx: ReportContext, *, file_root: str | None, kinds: list[str
             rule["defaultConfiguration"] = {"level": _LEVEL[severity[kind]]}
         rule_list.append(rule)
     index = {kind: i for i, kind in enumerate(names)}
-    results = [_result(ctx, f, index[f.kind], file_root) for f in ctx.order]
+    results = [_result(ctx, f, index[f.kind], file_root, container) for f in ctx.order]
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "ssl-poison-audit", "version": __version__, "rules": rule_list}},
         "results": results,
@@ -69,7 +71,7 @@ def dumps(ctx: ReportContext, **kw: Any) -> str:
     return json.dumps(sarif_document(ctx, **kw), indent=2, ensure_ascii=True) + "\n"
 
 
-def _result(ctx: ReportContext, f, rule_index: int, file_root: str | None) -> dict[str, Any]:
+def _result(ctx: ReportContext, f, rule_index: int, file_root: str | None, container: str | None) -> dict[str, Any]:
     why = explain(f, ctx)
     links = "; ".join(text for text, _, _ in ctx.overlap_lines(f))
     message = f"{ctx.label(f)}: {why.sentence}" + (f" ({links}.)" if links else "")
@@ -88,6 +90,9 @@ def _result(ctx: ReportContext, f, rule_index: int, file_root: str | None) -> di
         out["locations"] = [locs[0]]
         if len(locs) > 1:
             out["relatedLocations"] = locs[1:]
+    elif container is not None:
+        out["locations"] = [_location(posixpath.dirname(container.replace("\\", "/")) or ".",
+                                      posixpath.basename(container.replace("\\", "/")), 0)]
     return out
 
 

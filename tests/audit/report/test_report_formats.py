@@ -141,3 +141,12 @@ def test_step_summary_fence_outgrows_backticks_in_names():
     f = Finding("bridge", Severity.ERROR, 1.0, (Member("a````b.png", 0), Member("c.png", 1)), "x")
     text = step_summary(build_context(AuditResult("scan", "r", ("a````b.png", "c.png"), (f,))), "error")
     assert "`````text\na````b.png\nc.png\n`````" in text
+
+
+def test_sarif_results_of_a_scanned_data_file_point_at_it(result, sarif_schema):
+    doc = sarif_document(build_context(result), file_root=None, container="data/pool.npz")
+    jsonschema.Draft4Validator(sarif_schema).validate(doc)
+    for r in doc["runs"][0]["results"]:
+        (loc,) = r["locations"]
+        assert loc["physicalLocation"]["artifactLocation"]["uri"] == "data/pool.npz"
+        assert "relatedLocations" not in r and r["properties"]["members"]  # the images are named, not located
