@@ -89,18 +89,23 @@ class ScanContext:
 
 
 def scan(images: ImageSet, config: ScanConfig = ScanConfig(), *, labeled: ImageSet | None = None,
-         progress: Progress | None = None) -> AuditResult:
-    """Scan one pool; see the module docstring. Findings sorted by severity then score."""
-    return scan_with_context(images, config, labeled=labeled, progress=progress)[0]
+         progress: Progress | None = None, embeddings: np.ndarray | None = None) -> AuditResult:
+    """Scan one pool; see the module docstring. Findings sorted by severity then score.
+
+    ``embeddings``: optional float ``N×d`` per-image features of the user's own (row i for image
+    i, e.g. :func:`audit.data.embeddings.load_embeddings`); detectors that take a ``features``
+    view (``path``) then look in that space too."""
+    return scan_with_context(images, config, labeled=labeled, progress=progress, embeddings=embeddings)[0]
 
 
 def scan_with_context(images: ImageSet, config: ScanConfig = ScanConfig(), *, labeled: ImageSet | None = None,
-                      progress: Progress | None = None) -> tuple[AuditResult, ScanContext]:
+                      progress: Progress | None = None,
+                      embeddings: np.ndarray | None = None) -> tuple[AuditResult, ScanContext]:
     """:func:`scan`, also returning the built features and graph (for ``save_index``)."""
     timings: dict[str, float] = {}
     ctx = build_context(images, config, labeled=labeled, progress=progress, timings=timings)
     result = run_detectors(ctx.features, ctx.graph, images, config, labeled=labeled, progress=progress,
-                           timings=timings)
+                           timings=timings, embeddings=embeddings)
     return result, ctx
 
 
@@ -144,12 +149,14 @@ def check_labeled(images: ImageSet, labeled: ImageSet | None) -> None:
 def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, config: ScanConfig, *,
                   labeled: ImageSet | None, progress: Progress | None, timings: dict[str, float],
                   points: np.ndarray | None = None, eligible: np.ndarray | None = None,
-                  root: str | None = None) -> AuditResult:
+                  root: str | None = None, embeddings: np.ndarray | None = None) -> AuditResult:
     """Run the enabled detectors (registry order) on the shared features and graph; ``points``
     limits proposals to those rows (incremental scans: only the new batch and its neighbours,
     detectors that need the whole pool are skipped); ``eligible`` (bool N, not blank) is computed
     from the rows when not given."""
     n = len(features)
+    if embeddings is not None and np.shape(embeddings)[0] != n:
+        raise ShapeMismatchError(f"{np.shape(embeddings)[0]} embedding rows for {n} images")
     if eligible is None:
         eligible = features.pixel_std() >= config.colinearity.flat_std  # from the projection pass
     lab = LabeledRows.build(labeled, features) if labeled is not None else None
@@ -157,7 +164,8 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
                              exact_max=config.exact_max, nprobe=config.nprobe, use_gpu=config.use_gpu, seed=config.seed)
     shape = tuple(images.shape) if hasattr(images, "shape") else None
     inputs = ScanInputs(features=features, graph=graph, ids=tuple(images.ids), eligible=eligible, shape=shape,
-                        labeled=lab, points=points, full_pool=points is None, settings=settings)
+                        labeled=lab, points=points, full_pool=points is None, settings=settings,
+                        embeddings=embeddings)
     names = [d for d in config.ordered_detectors() if inputs.full_pool or not DETECTORS.get(d).needs_full_pool]
     outputs: dict[str, DetectorOutput] = {}
     for i, name in enumerate(names):

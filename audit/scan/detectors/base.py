@@ -67,6 +67,8 @@ class View:
     graph: NeighborGraph
 
 
+VIEWS = ("pixels", "invariant", "features")
+
 # invariant view: no zero padding. Standardising makes a black background a non-zero constant,
 # and a zero frame around it would not move with the content; without one, a shift that keeps
 # the content inside the image is a circular shift of the standardised image (the background
@@ -94,15 +96,17 @@ class ScanInputs:
     points: np.ndarray | None = None
     full_pool: bool = True
     settings: GraphSettings = GraphSettings()
+    embeddings: np.ndarray | None = None  # float32 N×d the user brought (--features), or None
     _views: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def view(self, name: str) -> View | None:
-        """``pixels`` (the scan's own projection and graph) or ``invariant`` (|FFT| of standardised
-        images, :mod:`audit.invariance`), built once; None where a view cannot be built here
-        (an incremental scan, or rows that are not images)."""
+        """``pixels`` (the scan's own projection and graph), ``invariant`` (|FFT| of standardised
+        images, :mod:`audit.invariance`) or ``features`` (the user's embeddings, PCA-reduced when
+        wider than the scan's dimension), built once; None where a view cannot be built here (an
+        incremental scan, rows that are not images, no embeddings given)."""
         if name == "pixels":
             return View("pixels", self.features.projected, self.graph)
         if name not in self._views:
@@ -110,15 +114,26 @@ class ScanInputs:
         return self._views[name]
 
     def _build(self, name: str) -> View | None:
-        if name != "invariant":
-            raise invalid_parameter("view", "the scan", "one of pixels, invariant", name)
-        if not self.full_pool or self.shape is None or len(self) < 3:
+        if name not in VIEWS:
+            raise invalid_parameter("view", "the scan", f"one of {', '.join(VIEWS)}", name)
+        if not self.full_pool or len(self) < 3:
             return None
         from audit.features import fit_projection
         from audit.invariance import invariant_rows
         from audit.neighbors import knn_graph
 
         st = self.settings
+        if name == "features":
+            if self.embeddings is None:
+                return None
+            e = np.asarray(self.embeddings, np.float32)
+            if e.shape[1] > st.dim:
+                e = fit_projection(e, dim=st.dim, sample=st.sample, seed=st.seed).transform(e)
+            graph = knn_graph(e, min(st.k, len(self) - 1), exact_max=st.exact_max, nprobe=st.nprobe,
+                              use_gpu=st.use_gpu, seed=st.seed)
+            return View("features", graph.projected, graph)
+        if self.shape is None:
+            return None
         rows = self.features.rows
         rng = np.random.default_rng(st.seed)
         take = np.sort(rng.choice(len(self), size=min(len(self), st.sample), replace=False))

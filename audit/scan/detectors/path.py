@@ -6,7 +6,8 @@ each far closer to the next than natural images are to each other, running betwe
 far-apart images (paper 3.1: the labels must propagate step by step from x' to x*).
 
 Links. In a view (``pixels``: the scan's projection; ``invariant``: |FFT| of standardised images,
-where brightness, contrast and small shifts cancel, see :mod:`audit.invariance`), image i links
+where brightness, contrast and small shifts cancel, see :mod:`audit.invariance`; ``features``:
+the user's own embeddings, ``--features``), image i links
 to its ``k_link`` nearest neighbours that have i among their ``k_mutual`` nearest (mutual
 neighbours: a hub cannot collect links). A link's looseness is
 
@@ -44,12 +45,14 @@ from audit.errors import invalid_parameter
 from audit.findings import Finding, Member, Severity
 from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View, check_number
 
-VIEWS = ("pixels", "invariant")
+VIEWS = ("pixels", "invariant", "features")
 
 
 @dataclass(frozen=True)
 class PathConfig:
-    views: tuple[str, ...] = VIEWS  # invariant catches shifted and jittered bridges (+1 kNN graph)
+    # invariant catches shifted and jittered bridges (+1 kNN graph); features is the user's own
+    # embedding space (--features), skipped when none was given
+    views: tuple[str, ...] = VIEWS
     # links per image: 2 would do for a clean chain; 4 keeps roughened ones (noise, shifts) in one
     # piece (shift ±2 px recall 0.54 -> 0.96 on Fashion-MNIST, clean images flagged still 0)
     k_link: int = 4
@@ -106,7 +109,7 @@ class Path(Detector):
         links, stats = [], {}
         for name in cfg.views:
             view = inputs.view(name)
-            if view is None:  # an incremental scan has only the stored pixel view
+            if view is None:  # an incremental scan has only the stored pixel view; no --features
                 stats[name] = "unavailable"
                 continue
             lk = self._links(inputs, view)
@@ -225,8 +228,9 @@ class Path(Detector):
             if name is not None:
                 evidence["source_class_name"] = name
         who = f"from labeled {src['id']} " if src is not None else ""
-        how = "translation- and brightness-invariant view" if views == ["invariant"] else "pixel space" \
-            if views == ["pixels"] else "pixel space and the invariant view"
+        names = {"pixels": "pixel space", "invariant": "the translation- and brightness-invariant view",
+                 "features": "the given feature space"}
+        how = " and ".join(names[v] for v in views)
         summary = (f"{n} images on one smooth path {who}between {ids[members[0]]} and {ids[members[-1]]}: "
                    f"each {tighter:.1f}× closer to its neighbours on the path than this pool's close pairs, "
                    f"{extent:.0f} steps end to end ({how}; a curved, noisy or shifted interpolation, not a straight line)")

@@ -159,3 +159,37 @@ def test_two_bridges_from_one_source_stay_two_lines(clean_images, fashion):
     res = scan(make_set(np.concatenate([clean, *v])))
     errors = [f for f in res.findings if f.severity.value == "error"]
     assert sorted(f.kind for f in errors) == ["bridge", "bridge"]  # two targets, not one V path
+
+
+def test_a_bridge_is_found_in_the_feature_space_of_a_small_model_trained_here(clean_images, fashion):
+    """--features: the penultimate layer of an MLP trained here for a few steps on the fixture's
+    labels; the path detector, told to look there only, finds a curved bridge in that space.
+    A classifier's space collapses each class, so only the part of the bridge between classes
+    stands out (10-12 of 24 measured; an autoencoder's bottleneck keeps 18-19, docs/detectors.md)."""
+    import torch
+
+    images, labels = fashion
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+    head = torch.nn.Linear(16, 10)
+    opt = torch.optim.Adam([*body.parameters(), *head.parameters()], 3e-3)
+    x, y = torch.tensor(images, dtype=torch.float32) / 255, torch.tensor(labels)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(head(torch.relu(body(x))), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    bridge, _ = _curve(fashion, "bezier", np.random.default_rng(0))
+    clean = _pool(clean_images, fashion)
+    pool = np.concatenate([clean, bridge])
+    with torch.no_grad():
+        emb = body(torch.tensor(pool, dtype=torch.float32) / 255).numpy()
+    n0 = len(clean)
+    res = scan(make_set(pool), ScanConfig(detectors=("path",), options={"path": {"views": ("features",)}}),
+               embeddings=emb)
+    found = _found(res, "path", n0, n0 + N)
+    assert found and found[0].evidence["views"] == ["features"] and "the given feature space" in found[0].summary
+    got = {m.index for f in found for m in f.members}
+    assert len(got & set(range(n0, n0 + N))) >= 0.4 * N and got <= set(range(n0, n0 + N))
+    without = scan(make_set(pool), ScanConfig(detectors=("path",), options={"path": {"views": ("features",)}}))
+    assert without.params["stats"]["path"]["features"] == "unavailable" and not without.findings
