@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from audit.data.readers._common import NotRegularFile, fmt_bytes, open_regular, os_reason
-from audit.data.readers.resolution import draft_for, fit
+from audit.data.readers.resolution import draft_for, fit, prereduce
 
 FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF", "PPM")
 # to tell "truncated" from "not an image" ("BM", "P5"/"P6" are too short to trust)
@@ -136,7 +136,7 @@ def decode_one(path: str, follow: bool, size: tuple[int, int], max_pixels: int):
         if w * h > max_pixels:
             return None, f"too large ({native[1]}×{native[0]} pixels; limit {max_pixels})", 0, native, mode
         im.load()
-        arr, f = _thumbnail(im, size)
+        arr, f = _thumbnail(im, size, (native[1], native[0]))
         flags |= f
         if "exif" in im.info and im.getexif().get(0x0112, 1) not in (1, None):
             flags |= EXIF_ROTATED
@@ -153,8 +153,9 @@ def decode_one(path: str, follow: bool, size: tuple[int, int], max_pixels: int):
         return None, failure(exc), 0, native, mode
 
 
-def _thumbnail(im: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """uint8 H×W×1 or H×W×3 at ``size``, and the flags; ValueError('unsupported mode …')."""
+def _thumbnail(im: Image.Image, size: tuple[int, int], src: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """uint8 H×W×1 or H×W×3 at ``size`` from a file of size ``src`` (w, h), and the flags;
+    ValueError('unsupported mode …')."""
     mode, flags = im.mode, 0
     if mode == "P":  # gray if the thumbnail's colours are all gray (checked below)
         flags |= PALETTE_GRAY
@@ -170,11 +171,11 @@ def _thumbnail(im: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, int]
         im, mode = im.convert("RGB"), "RGB"
     if mode in _PREMULTIPLIED:
         pm = im.convert(_PREMULTIPLIED[mode]) if im.mode != _PREMULTIPLIED[mode] else im
-        thumb = np.asarray(fit(pm, size))
+        thumb = np.asarray(fit(prereduce(pm, size, src), size))
         arr = _composite(thumb)
         flags |= ALPHA | (TRANSPARENT if not thumb[:, :, -1].any() else 0)
     elif mode in ("L", "RGB"):
-        out = fit(im, size)  # tobytes/frombuffer: the hot path, cheaper than the array interface
+        out = fit(prereduce(im, size, src), size)  # tobytes/frombuffer: cheaper than the array interface
         arr = np.frombuffer(out.tobytes(), np.uint8).reshape(out.size[1], out.size[0], 1 if mode == "L" else 3)
     else:
         raise ValueError(f"unsupported mode {mode}")
@@ -183,14 +184,14 @@ def _thumbnail(im: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, int]
             arr = arr[:, :, :1]
         else:
             flags &= ~PALETTE_GRAY
-    return np.ascontiguousarray(arr), flags | _resize_flags(im, size)
+    return np.ascontiguousarray(arr), flags | _resize_flags(src, size)
 
 
-def _resize_flags(im: Image.Image, size: tuple[int, int]) -> int:
+def _resize_flags(src: tuple[int, int], size: tuple[int, int]) -> int:
     h, w = size
-    if im.size == (w, h):
+    if src == (w, h):
         return 0
-    return RESIZED | (UPSCALED if im.size[0] < w or im.size[1] < h else 0)
+    return RESIZED | (UPSCALED if src[0] < w or src[1] < h else 0)
 
 
 def _composite(pm: np.ndarray) -> np.ndarray:

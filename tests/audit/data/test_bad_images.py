@@ -70,3 +70,17 @@ def test_a_huge_jpeg_is_decoded_at_a_dct_scale_and_matches_a_full_decode(tmp_pat
     small_cap = load_images(tmp_path, size=(32, 32), max_pixels=100_000)  # b decodes to 800×800 at best
     assert small_cap.ids == ("a.jpg",)
     assert {u.path: u.reason for u in small_cap.unreadable}["b.jpg"] == "too large (6400×6400 pixels; limit 100000)"
+
+
+def test_a_png_and_a_jpeg_of_one_image_go_through_the_same_map(tmp_path):
+    # a bridge's source x' may be a PNG while its members are JPEGs: both must land on one line,
+    # at any working size (fractional factors included: PIL's BOX is not an exact area average)
+    rng = np.random.default_rng(0)
+    img = np.asarray(Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).resize(
+        (640, 480), Image.Resampling.BICUBIC))
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img).save(tmp_path / "b.jpg", quality=95, subsampling=0)
+    for size in ((40, 30), (30, 40), (36, 48), (60, 80)):
+        s = load_images(tmp_path, size=size)
+        assert np.abs(s.images[0].astype(int) - s.images[1]).max() <= 3, size
+        assert s.summary["jpeg_dct_scaled"] == 1
