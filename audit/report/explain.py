@@ -127,7 +127,9 @@ def _dynamics(f: Finding, ctx: ReportContext) -> Explanation:
     when = f" between steps {min(steps):.0f} and {max(steps):.0f}" if steps else ""
     src = source_text(f, ctx)
     roles = {m.role: m.id for m in f.members if m.role}
-    if "source" in roles:
+    if "source" in roles and "order" not in ev:  # roles from flip order only (no pixels to place them)
+        along = f" In flip order: first {roles['source']}, last {roles.get('target', '?')}."
+    elif "source" in roles:
         along = (f" Along their pixel line they run from {roles['source']}" + (f" (next to {src})" if src else "")
                  + f" to {roles['target']}, the likely target x*.")
     elif "endpoint" in roles:

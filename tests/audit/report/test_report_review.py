@@ -178,3 +178,15 @@ def test_json_overlaps_and_ids_round_trip():
     doc = json.loads(json.dumps(_bridge_and_cluster().to_json()))
     assert {f["id"].split("-")[0] for f in doc["findings"]} == {"bridge", "cluster"}
     assert all(len(f["overlaps"]) == 1 for f in doc["findings"])
+
+
+def test_dynamics_roles_are_worded_by_how_they_were_placed():
+    members = (Member("a.png", 0, role="source"), Member("b.png", 1), Member("c.png", 2, role="target"))
+    flip = Finding("dynamics", Severity.ERROR, 1.0, members, "s", evidence={"final_class": 1})
+    line = Finding("dynamics", Severity.ERROR, 1.0, members, "s",
+                   evidence={"final_class": 1, "order": "pixel line", "source_labeled_id": "1/x.png"})
+    ctx = build_context(AuditResult("dynamics", "p", ("a.png", "b.png", "c.png"), (flip, line)))
+    assert "In flip order: first a.png, last c.png." in explain(flip, ctx).sentence
+    assert "likely target" not in explain(flip, ctx).sentence
+    assert ("Along their pixel line they run from a.png (next to labeled image 1/x.png) to c.png, the likely "
+            "target x*.") in explain(line, ctx).sentence
