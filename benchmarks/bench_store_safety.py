@@ -51,9 +51,22 @@ def audit_exe() -> str:
     return str(exe) if exe.exists() else "audit"
 
 
+_FROZEN: dict[str, str] = {}  # PYTHONPATH of a frozen copy of the package (strace mode)
+
+
 def _env() -> dict:
     return dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1")
+                OPENBLAS_NUM_THREADS="1", **_FROZEN)
+
+
+def _freeze(work: Path) -> None:
+    """Run every CLI of the strace matrix on a copy of ``audit/`` taken now: a kill point is the
+    N-th call of a syscall, and an edit of the checkout during the hours the matrix takes (an
+    import added or removed) would move every later call."""
+    code = work / "code"
+    shutil.rmtree(code, ignore_errors=True)
+    shutil.copytree(ROOT / "audit", code / "audit", ignore=shutil.ignore_patterns("__pycache__"))
+    _FROZEN["PYTHONPATH"] = str(code)
 
 
 def _load() -> str:
@@ -155,6 +168,7 @@ def cmd_kill(a) -> None:
         rc = subprocess.run(args, env=_env()).returncode
         print(f"exit {rc}; load {_load()}")
         sys.exit(rc)
+    _freeze(a.work / "strace")
     results = [strace_matrix(a.work / "strace", scenario, a.next) for scenario in a.scenarios.split(",")]
     sys.exit(1 if any(r["failures"] for r in results) else 0)
 
@@ -186,6 +200,12 @@ def _store_ops(trace: Path, tag: str) -> list[tuple[str, int, str]]:
             continue
         ops.append((name, seen[name], args[:160]))
     return ops
+
+
+def _same(args: str) -> str:
+    """A call's arguments without the numbers that differ from run to run (pids in temporary
+    names, descriptors), to check that the run died at the call it was meant to."""
+    return re.sub(r"\d+", "N", args)[:100]
 
 
 def _garbage(store: Path) -> list[str]:
@@ -236,8 +256,9 @@ def strace_matrix(work: Path, scenario: str, run_next: bool) -> dict:
         reset()
         hit = work / "hit.trace"
         code = _trace(cmd, hit, ["-e", f"trace={name}", "-e", f"inject={name}:signal=KILL:when={k}"])
-        lines = [line for line in hit.read_text(errors="replace").splitlines() if line.startswith(name + "(")]
-        if code not in (137, -9) or not lines or lines[-1][len(name) + 1 :][:60] != args[:60]:
+        calls = [m.group(2) for m in map(_CALL.match, hit.read_text(errors="replace").splitlines())
+                 if m is not None and m.group(1) == name]
+        if code not in (137, -9) or not calls or _same(calls[-1]) != _same(args):
             missed += 1  # the run did not die at this call (a different call order): reported apart
             print(f"  {i}: {name}#{k} missed (exit {code})", flush=True)
             continue
