@@ -27,6 +27,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:attr"`` under ``name``, imported at its first :meth:`get`:
+        listing the names (a CLI's ``--help``) then imports none of the plug-ins (nor torch)."""
+        self.register(name, _Lazy(target))  # type: ignore[arg-type]
+
     def __call__(self, name: str):
         """Decorator form: ``@REGISTRY("fixmatch")``."""
 
@@ -37,11 +42,14 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            item = self._items[name]
         except KeyError:
             raise UnknownNameError(
                 f"Unknown {self.kind} '{name}'. Available: {', '.join(self.names())}."
             ) from None
+        if isinstance(item, _Lazy):
+            item = self._items[name] = item.load()
+        return item
 
     def names(self) -> list[str]:
         return list(self._items)
@@ -54,3 +62,14 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class _Lazy:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self):
+        import importlib
+
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)

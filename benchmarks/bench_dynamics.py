@@ -98,7 +98,7 @@ def _predict_target(out: Path, image: np.ndarray, labeled) -> np.ndarray:
 
 
 # --- scoring ------------------------------------------------------------------------------------
-VARIANTS = ("influence", "lagged-influence", "flip-chain", "flip-chain+pixels", "chain", "chain+pixels")
+VARIANTS = ("influence", "chain", "chain+pixels")  # lagged-influence and flip-chain: dropped (docs/benchmarks.md)
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -151,7 +151,7 @@ def score(args: argparse.Namespace) -> None:
                 from audit.dynamics import validate_predictions
                 clean = validate_predictions(clean.probs[:, keep], clean.ids, clean.steps[keep], None, clean.source)
             clean_pixels = _pixels(clean_dir, clean.ids, info)
-        kw = {"flip_window": args.flip_window * 1.0, "lag_max": args.lag_max}
+        kw: dict = {}
         for variant in VARIANTS:
             res, secs = score_variant(pred, variant, kw, pixels)
             s = res.scores["dynamics"]
@@ -222,8 +222,6 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--algo", default="fixmatch")
     s.add_argument("--attack", default="linear")
     s.add_argument("--every", type=int, default=1, help="keep every n-th record (a coarser cadence)")
-    s.add_argument("--flip-window", type=float, default=2.0)
-    s.add_argument("--lag-max", type=int, default=3)
     s.add_argument("--work", type=Path, default=WORK)
     args = p.parse_args(argv)
     torch.set_num_threads(1)

@@ -8,7 +8,7 @@
 duplicates, hard examples, one bridge; ``--iid`` draws every record independently instead, the
 worst case for the search) with each registered score, FAISS on 2 threads, median of repeats.
 "recall" compares the default search (auto -> ivf above 20k) with the exact flat search.
-"auroc" validates every score on the planted-bridge simulation (audit/dynamics/simulate.py).
+"auroc" validates every score on the planted-bridge simulation (tests/audit/dynamics/simulate.py).
 Results are in docs/dynamics.md.
 """
 
@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
 
 from audit.dynamics import SCORES, DynamicsConfig
 from audit.dynamics.influence import mu_pair
-from audit.dynamics.knn import knn_owners
-from audit.dynamics.simulate import SimConfig, simulate
+from audit.dynamics.knn import nearest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "audit" / "dynamics"))
+from simulate import SimConfig, simulate  # noqa: E402  (the tests' synthetic trajectories)
 
 
 def _data(n: int, records: int, iid: bool, seed: int = 0):
@@ -43,7 +47,7 @@ def timing(args) -> None:
           f"load average before {os.getloadavg()[0]:.2f}")
     runs = [(name, None) for name in SCORES]
     if feats is not None:
-        runs += [("flip-chain", feats), ("chain", feats)]
+        runs += [("chain", feats)]
     if args.only:
         runs = [r for r in runs if r[0] == args.only]
     for name, f in runs:
@@ -67,12 +71,11 @@ def recall(args) -> None:
     n = len(q)
     sub = np.random.default_rng(1).choice(n, args.queries, replace=False)
     t0 = time.perf_counter()
-    d_ex, o_ex, _ = knn_owners(q[sub], x, np.arange(n), 5, method="flat", query_owner=sub)
+    d_ex, o_ex, _ = nearest(q[sub], x, 5, method="flat", own_rows=sub)
     t_ex = (time.perf_counter() - t0) * n / args.queries
     cfg = DynamicsConfig()
     t0 = time.perf_counter()
-    d_ap, o_ap, st = knn_owners(q, x, np.arange(n), 5, method=cfg.knn, pca_dim=cfg.pca_dim,
-                                candidates=cfg.candidates)
+    d_ap, o_ap, st = nearest(q, x, 5, method=cfg.knn, dim=cfg.pca_dim, candidates=cfg.candidates)
     t_ap = time.perf_counter() - t0
     v_ex, v_ap = d_ex.mean(1), d_ap[sub].mean(1)
     rel = (v_ap - v_ex) / v_ex
@@ -94,8 +97,8 @@ def auroc(args) -> None:
         for seed in range(args.seeds):
             sim = simulate(SimConfig(spacing=spacing, records=k, seed=seed))
             for name in SCORES:
-                for f in ((None, sim.features) if name in ("flip-chain", "chain") else (None,)):
-                    cfg = DynamicsConfig(score=name, flip_window=max(2.0, 2 * spacing))
+                for f in ((None, sim.features) if name == "chain" else (None,)):
+                    cfg = DynamicsConfig(score=name)
                     out = SCORES.get(name).fn(sim.probs, cfg, f)
                     label = name + (" (+features)" if f is not None else "")
                     rows.setdefault(label, []).append(f"{roc_auc_score(sim.is_bridge, out.suspicion):.3f}")

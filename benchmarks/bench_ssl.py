@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from audit.data.builtin import fashion_mnist
 from audit.ssl.augment import to_float
 from audit.ssl.algorithms import ALGORITHMS, Algorithm, Batch, StepOutput
-from audit.ssl.trainer import TrainConfig, Trainer, balanced_split
+from audit.data.split import balanced_split
+from audit.ssl.trainer import TrainConfig, Trainer
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
 from audit.cli import new_app
-from audit.errors import InvalidParameterError, UnknownNameError
+from audit.errors import InvalidParameterError
 from redteam.attacks import ATTACKS
 from redteam.density import DEFAULT_DENSITY, DENSITIES
 
@@ -31,7 +30,6 @@ _DENSITY_HELP = (
 
 
 _Opt = typer.Option
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def _param_keys(attack: str) -> list[str]:
@@ -39,29 +37,11 @@ def _param_keys(attack: str) -> list[str]:
 
 
 _PARAM_HELP = (
-    "Set a field of the attack's config, KEY=VALUE (repeatable), e.g. -p sigma=4 -p kind=uniform. Keys: "
+    "Set a field of the attack's config, KEY=VALUE (VALUE read as JSON; repeatable), e.g. --set sigma=4 "
+    "--set kind=uniform. Keys: "
     + "; ".join(f"{a}: {', '.join(_param_keys(a)) or '(none)'}" for a in ATTACKS)
     + ". Defaults and meaning: docs/attacks.md."
 )
-
-
-def _convert(value: str, kind: Any, key: str, owner: str) -> Any:
-    """``value`` as the field type ``kind`` (int, float, bool or str)."""
-    try:
-        if kind is bool:
-            low = value.strip().lower()
-            if low not in _TRUE + _FALSE:
-                raise ValueError
-            return low in _TRUE
-        if kind is int:
-            return int(value)
-        if kind is float:
-            return float(value)
-    except ValueError:
-        allowed = {bool: "true or false", int: "an int", float: "a float"}[kind]
-        raise InvalidParameterError(f"The '{key}' parameter of {owner} must be {allowed}. Got {value!r} instead.") \
-            from None
-    return value
 
 
 def _dataset_inputs(dataset: str, root: Optional[str]) -> dict[str, Any]:
@@ -76,24 +56,14 @@ def _dataset_inputs(dataset: str, root: Optional[str]) -> dict[str, Any]:
 
 
 def attack_config(attack: str, params: Sequence[str]) -> Any:
-    """The attack's frozen Config from ``KEY=VALUE`` strings, each value converted to its field's
-    type and then validated by the Config itself; None when ``params`` is empty (defaults)."""
+    """The attack's frozen Config from ``--set KEY=VALUE`` strings (``audit.overrides``: the one
+    syntax of every CLI), validated by the Config itself; None when ``params`` is empty (defaults)."""
+    from audit.overrides import parse_overrides
+
     cls = ATTACKS.get(attack)
     if not params:
         return None
-    hints = typing.get_type_hints(cls.Config)
-    keys = _param_keys(attack)
-    values: dict[str, Any] = {}
-    for item in params:
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise InvalidParameterError(f"The '--param' option of inject must be KEY=VALUE. Got {item!r} instead.")
-        if key not in keys:
-            valid = ", ".join(keys) if keys else f"none (the {attack} attack has no parameters)"
-            raise UnknownNameError(f"Unknown parameter '{key}' of attack '{attack}'. Valid: {valid}.")
-        values[key] = _convert(value, hints[key], key, f"the {attack} attack")
-    return cls.Config(**values)
+    return cls.Config(**parse_overrides(params, cls.Config, owner=f"the {attack} attack", command="inject"))
 
 
 @app.command("inject")
@@ -123,7 +93,7 @@ def inject(
     count: Annotated[Optional[int], _Opt(help="Exact number of poisoned images (instead of --ratio), >= 2.")] = None,
     density: Annotated[str, _Opt(help=_DENSITY_HELP)] = DEFAULT_DENSITY,
     attack: Annotated[str, _Opt(help="Attack (docs/attacks.md): " + ", ".join(ATTACKS) + ".")] = "linear",
-    param: Annotated[Optional[list[str]], _Opt("--param", "-p", help=_PARAM_HELP)] = None,
+    param: Annotated[Optional[list[str]], _Opt("--set", metavar="KEY=VALUE", help=_PARAM_HELP)] = None,
     seed: Annotated[int, _Opt(help="Seed: the same seed writes the same bytes.")] = 0,
     force: Annotated[bool, _Opt("--force", help="Replace an --out that holds an earlier inject output (recognised by "
                                                 "its manifest); any other non-empty folder is refused.")] = False,
@@ -184,7 +154,7 @@ def train_gan(
     force: Annotated[bool, _Opt("--force", help="Overwrite an existing --out.")] = False,
 ) -> None:
     """Train the small DC-GAN of the paper's 4.2 attack on a dataset's training images and save its
-    generator (use it with: redteam inject --attack gan -p generator=OUT)."""
+    generator (use it with: redteam inject --attack gan --set generator=OUT)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from audit.data.load import load_dataset
@@ -226,7 +196,11 @@ def _split_list(values: Optional[list[str]], convert: Any = str, name: str = "")
     for v in values:
         for part in (p.strip() for p in v.split(",")):
             if part:
-                out.append(_convert(part, convert, name, "bench") if convert is not str else part)
+                try:
+                    out.append(convert(part))
+                except ValueError:
+                    raise InvalidParameterError(f"The '{name}' parameter of bench must be a float. Got {part!r} "
+                                                "instead.") from None
     return tuple(out)
 
 

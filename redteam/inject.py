@@ -38,6 +38,7 @@ import numpy as np
 
 from audit.atomic import atomic_folder, remove_stale_temps
 from audit.data.imageset import ImageSet, Splits
+from audit.data.split import balanced_indices
 from audit.data.write import png_paths, write_bytes_atomic, write_pngs
 from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
 from redteam.attacks import ATTACKS, AttackContext
@@ -209,16 +210,6 @@ def _class_name(images: ImageSet, label: int) -> str:
     return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
-def _choose_labeled(train: ImageSet, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    classes, counts = np.unique(train.labels, return_counts=True)
-    if per_class > counts.min():
-        small = _class_name(train, int(classes[counts.argmin()]))
-        raise invalid_parameter("labels_per_class", "inject",
-                                f"at most {counts.min()} (the size of the smallest class, '{small}')", per_class)
-    picks = [np.sort(rng.choice(np.flatnonzero(train.labels == c), per_class, replace=False)) for c in classes]
-    return np.concatenate(picks).astype(np.int64)  # ordered by class, then training index
-
-
 def _unlabeled_names(images: np.ndarray, origin: list[str], seed: int) -> list[str]:
     """``<16 hex>.png`` per image: sha256(key, seed, image bytes, origin). Clean and poisoned names
     are indistinguishable; a collision is re-hashed with a counter, in input order."""
@@ -252,7 +243,9 @@ def inject(splits: Splits, config: InjectConfig) -> PoisonedDataset:
         np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)
     )
 
-    labeled_idx = _choose_labeled(train, config.labels_per_class, rng_lab)
+    # the project's one class-balanced draw (audit train draws its labels the same way)
+    labeled_idx = balanced_indices(train.labels, config.labels_per_class, rng_lab, class_names=train.class_names,
+                                   owner="inject")  # ordered by class, then training index
     rest = np.setdiff1d(np.arange(len(train)), labeled_idx)
     if config.unlabeled is not None:
         if config.unlabeled > len(rest):

@@ -2,9 +2,10 @@
 training, score how each example's prediction follows others', flag outliers, group them into
 attack instances.
 
-Flow: ``Recorder`` / ``RecorderObserver`` (recorder.py) -> ``load_predictions`` (predictions.py)
--> ``SCORES`` (influence.py, flipchain.py; knn.py does the search) -> ``score_predictions``
-(scoring.py: flagging rule) -> attack instances (instances.py) -> ``AuditResult``.
+Flow: ``record_run`` (run.py: the trainer with the ``Recorder`` of recorder.py, at a cadence of
+cadence.py) -> ``load_predictions`` (predictions.py) -> ``SCORES`` (chain.py, influence.py; knn.py
+puts them on the scan's neighbour search) -> ``score_predictions`` (scoring.py: flagging rule)
+-> attack instances (instances.py) -> ``AuditResult``; retrain.py removes the flagged and retrains.
 """
 
 from audit.dynamics.config import DynamicsConfig, ScoreOutput

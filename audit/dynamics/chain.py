@@ -12,13 +12,13 @@ Definition, for predictions ``f_k(u)`` recorded at K points:
 
 1. motion ``m_u = [log(f_{k+1}(u) + ε) - log(f_k(u) + ε)]_{k=0..K-2}`` ((K-1)·C values;
    log space so that a class rising from 0.001 to 0.01 counts, ε = ``motion_eps``);
-2. u's ``motion_neighbors`` nearest motions v ≠ u (FAISS, :func:`audit.dynamics.knn.knn_owners`);
+2. u's ``motion_neighbors`` nearest motions v ≠ u (FAISS, :func:`audit.dynamics.knn.nearest`);
 3. ``between(u) = -min over pairs (v, w) of cos(m_v - m_u, m_w - m_u)``: 1 when two neighbours
    are exactly opposite (u on a line between them), ~0 for directions at random. Optionally
    (``motion_dedupe`` r > 0, off by default) a neighbour whose squared distance is below r times
    u's median one is u's near-duplicate and is left out: a tight group of copies with shared
-   motion noise otherwise looks like a short segment (the synthetic pool of
-   :mod:`audit.dynamics.simulate` flags its duplicate groups at r = 0; the real clean run of the
+   motion noise otherwise looks like a short segment (the synthetic pool of the tests,
+   ``tests/audit/dynamics/simulate.py``, flags its duplicate groups at r = 0; the real clean run of the
    benchmark flags none, and r = 0.05 costs real bridges a few members);
 4. ``value(u) = ½ between(u) + ½ mean between(v)`` over u's ``smooth_neighbors`` nearest: the
    members of a bridge all sit on it, so averaging lifts its two ends and quiets lone clean
@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from audit.dynamics.config import DynamicsConfig, ScoreOutput
-from audit.dynamics.knn import knn_owners
+from audit.dynamics.knn import nearest
 from audit.errors import PredictionsError
 
 _CHUNK = 2048  # rows of the pairwise-cosine step at a time (N·k·D floats would not fit at 60k)
@@ -80,8 +80,8 @@ def motion_chain(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
         raise PredictionsError(f"chain: features have {len(features)} rows for {n} examples.")
     x = motions(p, config.motion_eps)
     k = min(config.motion_neighbors, n - 1)
-    dist, nbr, stats = knn_owners(x, x, np.arange(n), k, method=config.knn, pca_dim=config.pca_dim,
-                                  candidates=config.candidates, seed=config.seed)
+    dist, nbr, stats = nearest(x, x, k, method=config.knn, dim=config.pca_dim, candidates=config.candidates,
+                               seed=config.seed)
     compared = nbr
     if config.motion_dedupe > 0:
         typical = np.nanmedian(np.where(nbr >= 0, dist, np.nan), axis=1, keepdims=True)
@@ -92,8 +92,8 @@ def motion_chain(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
         smooth = nbr[:, :m]
     else:
         f = np.ascontiguousarray(features, dtype=np.float32).reshape(n, -1)
-        _, smooth, _ = knn_owners(f, f, np.arange(n), m, method=config.knn, pca_dim=config.pca_dim,
-                                  candidates=config.candidates, seed=config.seed)
+        _, smooth, _ = nearest(f, f, m, method=config.knn, dim=config.pca_dim, candidates=config.candidates,
+                               seed=config.seed)
     s = between[np.maximum(smooth, 0)]
     s[smooth < 0] = np.nan
     around = np.nan_to_num(np.nanmean(s, axis=1), nan=-1.0)

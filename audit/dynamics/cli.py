@@ -20,7 +20,6 @@ or ``--force``.
 
 from __future__ import annotations
 
-import inspect
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -31,25 +30,16 @@ from rich.table import Table
 from audit.errors import DataError, InvalidParameterError, invalid_parameter
 from audit.report.text import printable
 from audit.report.ci import FailOn, OutputFormat
-from audit.ssl.cli import Device, train as _train
-
-# audit train's option objects: the same flags, help and defaults (reused, not copied)
-_T = {name: p.default for name, p in inspect.signature(_train).parameters.items()}
-
-# Default score: the one that validated best on real runs (docs/benchmarks.md, "audit dynamics").
-DEFAULT_SCORE = "chain"
-DEFAULT_RECORD_EVERY = 20  # == audit.dynamics.run.DEFAULT_RECORD_EVERY (a test checks; importing it here slows --help)
+from audit.ssl.cli import OPTIONS as _T, Device
+from audit.dynamics.cadence import DEFAULT_RECORD_EVERY
+from audit.dynamics.config import DEFAULT_SCORE
+from audit.dynamics.scoring import SCORES
 
 _SCORING = "Scoring"
 _REPORTS = "Reports"
 _ROUNDS = "Remove and retrain"
 
-
-class Score(str, Enum):
-    influence = "influence"
-    lagged_influence = "lagged-influence"
-    flip_chain = "flip-chain"
-    chain = "chain"
+Score = Enum("Score", {name: name for name in SCORES.names()}, type=str)  # --score's choices: the registry
 
 
 def dynamics(
@@ -67,22 +57,22 @@ def dynamics(
                                 help="Continue the run in --out (training and recording) from its checkpoint: no record lost or duplicated."),
     force: bool = typer.Option(False, "--force", rich_help_panel="Run",
                                help="Start over in an --out that holds an earlier run, replacing its checkpoint, model, recording and rounds."),
-    record_every: int = typer.Option(DEFAULT_RECORD_EVERY, "--record-every", metavar="N", min=1, rich_help_panel="Run",
-                                     help="Record the EMA model's prediction on every unlabeled image every N steps (cost: docs/dynamics.md)."),
+    record_every: Optional[str] = typer.Option(None, "--record-every", metavar="N|epoch|Kepochs", rich_help_panel="Run",
+                                               help=f"Record the EMA model's prediction on every unlabeled image every N steps, every pass over the pool (epoch, the paper's cadence) or every K passes (default {DEFAULT_RECORD_EVERY} steps; cost: docs/dynamics.md)."),
+    record_budget: Optional[float] = typer.Option(None, "--record-budget", metavar="SHARE", rich_help_panel="Run",
+                                                  help="Instead of --record-every: record as often as keeps recording within this share of training time (0.1 = 10%), from its measured cost."),
     device: Device = _T["device"], eval_every: int = _T["eval_every"], checkpoint_every: int = _T["checkpoint_every"],
     threads: Optional[int] = _T["threads"],
     predictions: Optional[Path] = typer.Option(None, "--predictions", metavar="FILE_OR_DIR", rich_help_panel="Data",
                                                help="Score predictions recorded elsewhere (a recording folder, .npz or .npy) instead of training; needs --unlabeled."),
-    score: Optional[Score] = typer.Option(None, "--score", case_sensitive=False, rich_help_panel=_SCORING,
-                                          help=f"Score to flag with (default {DEFAULT_SCORE}, the best in validation). The paper's influence is always in the JSON as a reference."),
+    score: Score = typer.Option(DEFAULT_SCORE, "--score", case_sensitive=False, rich_help_panel=_SCORING,
+                                help="Score to flag with (the default validated best). The paper's influence is always in the JSON as a reference."),
     window: Optional[str] = typer.Option(None, "--window", metavar="A:B", rich_help_panel=_SCORING,
                                          help="Score only records made in epochs A..B (a source without epochs: one record per epoch)."),
     pixel_links: bool = typer.Option(False, "--pixel-links", rich_help_panel=_SCORING,
-                                     help="Pixel-space neighbours as one input: chain averages its value over them (the best validated setting), flip-chain looks for links among them."),
+                                     help="Pixel-space neighbours as one input: chain averages its value over them (the best validated setting)."),
     motion_dedupe: float = typer.Option(0.0, "--motion-dedupe", metavar="R", min=0.0, rich_help_panel=_SCORING,
                                         help="chain: leave out neighbours closer than R x the median squared distance (near-duplicate groups; 0 = off, try 0.05)."),
-    flip_window: Optional[float] = typer.Option(None, "--flip-window", metavar="RECORDS", rich_help_panel=_SCORING,
-                                                help="flip-chain: a predecessor flips at most this many records earlier (default 2; scale with the cadence)."),
     z: float = typer.Option(3.5, "--z", rich_help_panel=_SCORING, help="Flag at robust z-score above this (median + z·MAD rule)."),
     max_flagged: Optional[int] = typer.Option(None, "--max-flagged", min=1, rich_help_panel=_SCORING,
                                               help="Review budget: keep at most this many of the flagged (never flags more than the rule)."),
@@ -109,20 +99,25 @@ def dynamics(
         if out is None:
             raise InvalidParameterError("give --out RUN (the run folder) to train here, or --predictions FILE_OR_DIR "
                                         "--unlabeled DIR to score predictions recorded elsewhere")
-        if dataset is not None and (labeled is not None or unlabeled is not None or test is not None):
-            raise InvalidParameterError("--dataset cannot be combined with --labeled/--unlabeled/--test; use one or the other")
-        if dataset is None and (labeled is None or unlabeled is None):
-            raise InvalidParameterError("give --labeled DIR and --unlabeled DIR (and optionally --test DIR), or --dataset NAME")
+        from audit.data.split import check_sources
+
+        check_sources(dataset, labeled, unlabeled, test, unlabeled_size)
     else:
         if unlabeled is None:
             raise InvalidParameterError("--predictions needs --unlabeled DIR: the folder the predictions were recorded on")
         for flag, v in (("--rounds", rounds or None), ("--resume", resume or None), ("--dataset", dataset),
-                        ("--labeled", labeled), ("--force", force or None)):
+                        ("--labeled", labeled), ("--force", force or None), ("--record-every", record_every),
+                        ("--record-budget", record_budget)):
             if v is not None:
                 raise InvalidParameterError(f"{flag} trains a model; it cannot be combined with --predictions")
+    from audit.dynamics.cadence import Cadence
+    from audit.ssl.cli import algorithm_overrides, data_inputs
+
     epochs = _parse_window(window)
+    cadence = Cadence.parse(record_every, record_budget)
+    algo_config = algorithm_overrides(algo, algo_options, "dynamics") if train_mode else None
     _check_outputs(out if train_mode else None, json_path, html_path, csv_path,
-                   {"--labeled": labeled, "--unlabeled": unlabeled, "--test": test, "--predictions": predictions,
+                   {**data_inputs(dataset, labeled, unlabeled, test), "--predictions": predictions,
                     "--manifest": manifest}, resume=resume, force=force)
     if threads is not None:
         if threads < 1:
@@ -133,33 +128,29 @@ def dynamics(
     from audit.dynamics.config import DynamicsConfig
     from audit.dynamics.retrain import audit_rounds, read_ground_truth, score_folder, single_round
 
-    name = (score.value if score is not None else DEFAULT_SCORE)
-    kw = {} if flip_window is None else {"flip_window": flip_window}
-    config = DynamicsConfig(score=name, z=z, max_flagged=max_flagged, motion_dedupe=motion_dedupe, **kw)
+    config = DynamicsConfig(score=Score(score).value, z=z, max_flagged=max_flagged, motion_dedupe=motion_dedupe)
     truth = None if manifest is None else read_ground_truth(manifest)
     from audit.report.progress import console, training_progress
 
     err = console(stderr=True, quiet=quiet)
 
     if train_mode:
-        from audit.ssl.cli import _builtin, _folders, _parse_options
+        from audit.data.split import training_sets
         from audit.ssl.trainer import TrainConfig
 
-        tconfig = TrainConfig(algo=algo, algo_config=_parse_options(algo_options or []), model=model, steps=steps,
+        tconfig = TrainConfig(algo=algo, algo_config=algo_config, model=model, steps=steps,
                               batch_size=batch_size, mu=mu, lr=lr, ema=ema, eval_every=eval_every,
                               checkpoint_every=checkpoint_every, seed=seed, device=device.value, flip=flip,
                               allow_repeats=allow_repeats)
-        if dataset is not None:
-            lab, unl, tst = _builtin(dataset, labels_per_class, unlabeled_size, seed)
-        else:
-            lab, unl, tst = _folders(labeled, unlabeled, test)
+        lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
+                                      labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
         if force:
             _clear(out)  # the data is known good by now: a failed start keeps the old run
         if resume and not (out / "predictions" / "meta.json").exists():
             err.print(f"nothing to resume in {printable(out)}: starting a new run", highlight=False, markup=False)
         with training_progress(err, algo, steps) as progress:
             run = audit_rounds(tconfig, lab, unl, tst, out_dir=out, config=config, rounds=rounds,
-                               record_every=record_every, resume=resume, epochs=epochs, pixel_links=pixel_links,
+                               record_every=cadence, resume=resume, epochs=epochs, pixel_links=pixel_links,
                                truth=truth, root=str(unlabeled or dataset), on_round=progress.round,
                                on_progress=progress.step)
         pool = unl
@@ -310,14 +301,7 @@ def _rounds_rows(run, truth) -> tuple[list[str], list[list[str]], str]:
     and the recording's cost line."""
     rounds = run.rounds
     rec = rounds[0].run
-    note = ""
-    if rec is not None:
-        frac = rec.record_fraction
-        hint = ""
-        if frac == frac and frac > 0.10:  # the 10% budget: say which cadence would meet it
-            hint = f" (--record-every {int(-(-rec.record_every * frac // 0.10))} would keep it under 10%)"
-        note = (f"recording: {rec.records} records every {rec.record_every} steps, "
-                f"{rec.record_seconds:.1f} s = {100 * frac:.1f}% of training time{hint}")
+    note = "" if rec is None else rec.cost_line()
     head = ["round", "pool", "removed", "poison removed", "poison left", "flagged", "test acc", "Δ acc", "attack"]
     if len(rounds) < 2 and truth is None:
         return head, [], note

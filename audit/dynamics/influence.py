@@ -1,4 +1,4 @@
-"""Paper 5.3's influence measure, exactly, and a lag-tolerant variant.
+"""Paper 5.3's influence measure, exactly.
 
 Definition (DESIGN.md, paper 5.3). After record i the model gives ``f_i(u_j)`` (softmax, C).
 ``∂f_i = f_{i+1} - f_i``; ``μ_j^(a,b) = [∂f_a(u_j) … ∂f_{b-1}(u_j), f_b(u_j)]`` ((b-a+1)·C values);
@@ -9,7 +9,8 @@ measure. Low = suspicious (paper: poisoned < 2e-4, clean ~2e-2 on CIFAR-10).
 Computed with FAISS without an N×N matrix: the database holds every ``μ_v^(1,K-1)``, the
 queries are every ``μ_u^(0,K-2)`` (both N × (K-1)·C float32), searched for 6 rows, the row
 v == u dropped (u's own shifted vector is a different vector and can be close, but the
-definition excludes it). :mod:`audit.dynamics.knn` has the search and its measured accuracy.
+definition excludes it). :mod:`audit.dynamics.knn` has the search (``docs/dynamics.md`` its
+measured accuracy above 20k examples, where it is approximate).
 
 Shape contract: ``probs`` float32 ``N×K×C``; results are length-N arrays and N×k neighbours.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from audit.dynamics.config import DynamicsConfig, ScoreOutput
-from audit.dynamics.knn import knn_owners
+from audit.dynamics.knn import nearest
 
 _TINY = 1e-12  # keeps log() finite for an exact duplicate trajectory (influence 0)
 
@@ -44,41 +45,10 @@ def avg_influence(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
                   features: np.ndarray | None = None) -> ScoreOutput:
     """Paper 5.3 exactly: avg influence of each example over its ``config.neighbors`` closest."""
     q, x = mu_pair(probs)
-    n = len(q)
-    dist, nbr, stats = knn_owners(q, x, np.arange(n), config.neighbors, method=config.knn,
-                                  pca_dim=config.pca_dim, candidates=config.candidates, seed=config.seed)
+    dist, nbr, stats = nearest(q, x, config.neighbors, method=config.knn, dim=config.pca_dim,
+                               candidates=config.candidates, seed=config.seed)
     value = _row_mean(dist)
     return ScoreOutput("influence", value, -np.log(value + _TINY), nbr, stats)
-
-
-def lagged_influence(probs: np.ndarray, config: DynamicsConfig = DynamicsConfig(),
-                     features: np.ndarray | None = None) -> ScoreOutput:
-    """Variant: the share of an example's motion that another example repeats at some delay.
-
-    ``d_l(u, v) = ||Δ_u[L : L+W] - Δ_v[L+l : L+l+W]||²`` over the prediction deltas only
-    (Δ = ∂f, no final f_b: the final prediction is shared by a whole class and would make
-    "same class" the nearest neighbour), for lags ``l = ±1..±L`` (``L = config.lag_max``; both
-    signs so the bridge's two ends, which have no successor / predecessor, are covered; lag 0
-    excluded because it is what near-duplicates share). ``value(u) = mean over the k closest v
-    of min_l d_l(u, v) / ||Δ_u[L : L+W]||²``: ~0 when u's motion is another example's, delayed;
-    >= ~2 for independent jitter. Needs a cadence fine enough that consecutive bridge members
-    flip >= 1 record apart (record several times per epoch)."""
-    p = np.asarray(probs, dtype=np.float32)
-    n, k, c = p.shape
-    lag = min(config.lag_max, max(1, (k - 2) // 3))  # keep a window of >= 1 delta
-    d = np.diff(p, axis=1)  # N×(K-1)×C
-    w = d.shape[1] - 2 * lag
-    q = np.ascontiguousarray(d[:, lag : lag + w].reshape(n, -1))
-    lags = [l for l in range(-lag, lag + 1) if l != 0]
-    x = np.concatenate([d[:, lag + l : lag + l + w].reshape(n, -1) for l in lags])
-    owners = np.tile(np.arange(n), len(lags))
-    dist, nbr, stats = knn_owners(q, x, owners, config.neighbors, method=config.knn,
-                                  pca_dim=config.pca_dim, candidates=config.candidates, seed=config.seed)
-    energy = (q.astype(np.float64) ** 2).sum(1)
-    floor = 1e-4 * w * c  # motion below ~1% per record and class is jitter, not a flip
-    value = _row_mean(dist) / (energy + floor)
-    stats.update(lags=lags, window=w)
-    return ScoreOutput("lagged-influence", value, -np.log(value + _TINY), nbr, stats)
 
 
 def _row_mean(dist: np.ndarray) -> np.ndarray:

@@ -12,8 +12,6 @@ score values, and every member's probability of the final class at every record 
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from audit.dynamics.config import ScoreOutput
 from audit.dynamics.predictions import Predictions
@@ -50,6 +48,9 @@ def build_instances(pred: Predictions, out: ScoreOutput, flagged: np.ndarray,
     idx = np.flatnonzero(flagged)
     if len(idx) == 0:
         return ()
+    from scipy.sparse import coo_matrix  # here, not at the top: `audit --help` imports this module
+    from scipy.sparse.csgraph import connected_components
+
     n = pred.n
     nbr = out.neighbors
     u = np.repeat(np.arange(n), nbr.shape[1])

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from audit.data.imageset import ImageSet
 from audit.errors import PredictionsError, invalid_parameter
+
+if TYPE_CHECKING:  # a type only: the data readers are not needed to read predictions
+    from audit.data.imageset import ImageSet
 
 FORMAT = "ssl-poison-audit.predictions"
 VERSION = 1

@@ -26,14 +26,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from audit.atomic import atomic_open, write_atomic
-from audit.data.imageset import ImageSet
 from audit.dynamics.predictions import FORMAT, META, ROW_SUM_TOL, VERSION, read_meta
 from audit.errors import PredictionsError, invalid_parameter
+
+if TYPE_CHECKING:  # a type only: the data readers are not needed to read predictions
+    from audit.data.imageset import ImageSet
 
 _ALLOWED_DTYPES = ("float16", "float32")
 

@@ -25,7 +25,8 @@ import numpy as np
 from audit.data.imageset import ImageSet
 from audit.dynamics.config import DynamicsConfig
 from audit.dynamics.predictions import check_ids, load_predictions
-from audit.dynamics.run import DEFAULT_RECORD_EVERY, RecordedRun, record_run
+from audit.dynamics.cadence import DEFAULT_RECORD_EVERY, Cadence
+from audit.dynamics.run import RecordedRun, record_run
 from audit.dynamics.scoring import records_for_epochs, score_predictions
 from audit.errors import DataError, invalid_parameter
 from audit.findings import AuditResult, Finding
@@ -112,7 +113,7 @@ def score_folder(pred_source: str | Path, unlabeled: ImageSet, config: DynamicsC
 
 def audit_rounds(train_config: Any, labeled: ImageSet, unlabeled: ImageSet, test: ImageSet | None, *,
                  out_dir: str | Path, config: DynamicsConfig, rounds: int = 0,
-                 record_every: int = DEFAULT_RECORD_EVERY, resume: bool = False,
+                 record_every: int | str | Cadence = DEFAULT_RECORD_EVERY, resume: bool = False,
                  epochs: tuple[int, int] | None = None, pixel_links: bool = False,
                  truth: GroundTruth | None = None, root: str = "",
                  on_round: Callable[[int, int, int], None] | None = None,

@@ -2,15 +2,17 @@
 
 ``SCORES`` is the registry of dynamics scores (``score(probs N×K×C, config) -> ScoreOutput``):
 
-* ``influence``: the paper's avg influence, exactly (:mod:`audit.dynamics.influence`);
-* ``lagged-influence``: the share of an example's motion another example repeats at a delay;
-* ``flip-chain``: length of the staircase of late same-class flips through an example
-  (links among trajectory neighbours, or pixel neighbours when features are given);
-* ``chain``: how nearly an example's prediction motion lies on a line between two others'
-  (a bridge is a one-parameter family: :mod:`audit.dynamics.chain`).
+* ``chain`` (the default, ``config.DEFAULT_SCORE``): how nearly an example's prediction motion
+  lies on a line between two others' (a bridge is a one-parameter family: :mod:`audit.dynamics.chain`);
+* ``influence``: the paper's avg influence, exactly (:mod:`audit.dynamics.influence`), also
+  reported beside any other score as the reference.
+
+Two variants were measured and dropped, being no better than chance on real runs
+(docs/benchmarks.md, "audit dynamics"): a lag-tolerant influence (AUROC 0.60, ~1 000 false
+alarms per clean 5k run) and a staircase of late same-class flips (AUROC 0.43).
 
 Flagging rule (never "top k" alone, so a clean pool can pass): on the suspicion s (log scale
-for the influences and flip-chain, chain's own bounded [-1, 1] value),
+for influence, chain's own bounded [-1, 1] value),
 flag ``s > median(s) + z · max(1.4826 · MAD(s), min_scale)``. The median/MAD are robust to the
 poison itself (0.1% of the pool); ``z = 3.5`` is Iglewicz & Hoaglin's outlier cut-off;
 ``min_scale`` (per score, see ``ScoreSpec``) stops a pool whose scores are all alike (MAD ~ 0)
@@ -29,8 +31,7 @@ import numpy as np
 
 from audit.dynamics.chain import motion_chain
 from audit.dynamics.config import DynamicsConfig, ScoreOutput
-from audit.dynamics.flipchain import flip_chain
-from audit.dynamics.influence import avg_influence, lagged_influence
+from audit.dynamics.influence import avg_influence
 from audit.dynamics.instances import build_instances
 from audit.dynamics.predictions import Predictions
 from audit.errors import PredictionsError, invalid_parameter
@@ -51,15 +52,11 @@ class ScoreSpec:
 
 
 SCORES: Registry[ScoreSpec] = Registry("dynamics score")
-# log-influence of a clean pool spreads over ~1 nat; 0.25 keeps ratios < e^(3.5·0.25) = 2.4x quiet
-SCORES.register("influence", ScoreSpec(avg_influence, 0.25))
-SCORES.register("lagged-influence", ScoreSpec(lagged_influence, 0.25))
-# log(chain length): clean chains have median 1 (MAD 0) and a long tail; 1.0 flags chains
-# longer than e^3.5 ≈ 33 links at z = 3.5 (a bridge needs tens of points: paper 3.2.7)
-SCORES.register("flip-chain", ScoreSpec(flip_chain, 1.0))
 # chain values lie in [-1, 1]; a clean pool's robust spread is ~0.05-0.1: 0.05 keeps a pool whose
 # values are all alike from flagging noise (measured: docs/benchmarks.md, "audit dynamics")
 SCORES.register("chain", ScoreSpec(motion_chain, 0.05))
+# log-influence of a clean pool spreads over ~1 nat; 0.25 keeps ratios < e^(3.5·0.25) = 2.4x quiet
+SCORES.register("influence", ScoreSpec(avg_influence, 0.25))
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 

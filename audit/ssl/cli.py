@@ -16,7 +16,6 @@ and ``--resume`` continues from it exactly.
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -25,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from audit.errors import DataError, InvalidParameterError, invalid_parameter
+from audit.errors import InvalidParameterError, invalid_parameter
 from audit.ssl.algorithms import ALGORITHMS
 
 _DATA = "Data"
@@ -39,70 +38,83 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+# The data and training options `audit train` and `audit dynamics` share: the same option
+# objects in both signatures, so the two commands cannot drift.
+OPTIONS = dict(
+    algo=typer.Option("fixmatch", "--algo", rich_help_panel=_TRAINING,
+                      help=f"SSL algorithm: {', '.join(ALGORITHMS.names())}."),
+    algo_options=typer.Option(None, "--set", metavar="KEY=VALUE", rich_help_panel=_TRAINING,
+                              help="Override a field of the algorithm's config, e.g. --set threshold=0.9 (VALUE read as JSON; repeatable; see docs/algorithms.md)."),
+    labeled=typer.Option(None, "--labeled", metavar="DIR", rich_help_panel=_DATA,
+                         help="Labeled images, one sub-folder per class (as `redteam inject` writes)."),
+    unlabeled=typer.Option(None, "--unlabeled", metavar="DIR", rich_help_panel=_DATA,
+                           help="Unlabeled pool: a folder of images or any file `audit` can read."),
+    test=typer.Option(None, "--test", metavar="DIR", rich_help_panel=_DATA,
+                      help="Test images, one sub-folder per class (named as in --labeled)."),
+    dataset=typer.Option(None, "--dataset", metavar="NAME_OR_PATH", rich_help_panel=_DATA,
+                         help="A dataset instead of folders: a built-in name (digits, fashion-mnist) or a dataset path (as `redteam` takes), split into labeled + pool."),
+    labels_per_class=typer.Option(4, "--labels-per-class", rich_help_panel=_DATA,
+                                  help="With --dataset: labeled images per class (4 = the paper's 40 labels)."),
+    unlabeled_size=typer.Option(None, "--unlabeled-size", metavar="N", rich_help_panel=_DATA,
+                                help="With --dataset: unlabeled pool size (default: every training image not labeled)."),
+    model=typer.Option("cnn", "--model", rich_help_panel=_TRAINING, help="Model: cnn or wrn28_2."),
+    steps=typer.Option(1000, "--steps", rich_help_panel=_TRAINING, help="Optimiser steps."),
+    batch_size=typer.Option(64, "--batch-size", rich_help_panel=_TRAINING, help="Labeled images per step."),
+    mu=typer.Option(7, "--mu", rich_help_panel=_TRAINING, help="Unlabeled images per labeled image in a step."),
+    lr=typer.Option(0.03, "--lr", rich_help_panel=_TRAINING, help="Learning rate (cosine-decayed)."),
+    flip=typer.Option(True, "--flip/--no-flip", rich_help_panel=_TRAINING,
+                      help="Random horizontal flips in the augmentations (turn off for digits, text)."),
+    allow_repeats=typer.Option(False, "--allow-repeats", rich_help_panel=_TRAINING,
+                               help="Allow --batch-size above the number of labeled images (labeled images repeat within a batch)."),
+    seed=typer.Option(0, "--seed", rich_help_panel=_TRAINING, help="Seed of the split, the initialisation and every random draw."),
+    device=typer.Option(Device.auto, "--device", case_sensitive=False, rich_help_panel=_RUN,
+                        help="auto: CUDA when present."),
+    eval_every=typer.Option(500, "--eval-every", rich_help_panel=_RUN, help="Steps between test evaluations (0: at the end only)."),
+    checkpoint_every=typer.Option(500, "--checkpoint-every", rich_help_panel=_RUN, help="Steps between checkpoints (0: never)."),
+    threads=typer.Option(None, "--threads", rich_help_panel=_RUN, help="CPU threads for torch (default: torch's choice)."),
+)
+_O = OPTIONS
+
+
 def train(
-    algo: str = typer.Option("fixmatch", "--algo", rich_help_panel=_TRAINING,
-                             help=f"SSL algorithm: {', '.join(ALGORITHMS.names())}."),
-    algo_options: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", rich_help_panel=_TRAINING,
-                                                     help="Override a field of the algorithm's config, e.g. --set threshold=0.9 (repeatable; see docs/algorithms.md)."),
-    labeled: Optional[Path] = typer.Option(None, "--labeled", metavar="DIR", rich_help_panel=_DATA,
-                                           help="Labeled images, one sub-folder per class (as `redteam inject` writes)."),
-    unlabeled: Optional[Path] = typer.Option(None, "--unlabeled", metavar="DIR", rich_help_panel=_DATA,
-                                             help="Unlabeled pool: a folder of images or any file `audit` can read."),
-    test: Optional[Path] = typer.Option(None, "--test", metavar="DIR", rich_help_panel=_DATA,
-                                        help="Test images, one sub-folder per class (named as in --labeled)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", rich_help_panel=_DATA,
-                                          help="Built-in dataset instead of folders: digits or fashion-mnist."),
-    labels_per_class: int = typer.Option(4, "--labels-per-class", rich_help_panel=_DATA,
-                                         help="With --dataset: labeled images per class (4 = the paper's 40 labels)."),
-    unlabeled_size: Optional[int] = typer.Option(None, "--unlabeled-size", metavar="N", rich_help_panel=_DATA,
-                                                 help="With --dataset: unlabeled pool size (default: every training image not labeled)."),
-    model: str = typer.Option("cnn", "--model", rich_help_panel=_TRAINING, help="Model: cnn or wrn28_2."),
-    steps: int = typer.Option(1000, "--steps", rich_help_panel=_TRAINING, help="Optimiser steps."),
-    batch_size: int = typer.Option(64, "--batch-size", rich_help_panel=_TRAINING, help="Labeled images per step."),
-    mu: int = typer.Option(7, "--mu", rich_help_panel=_TRAINING, help="Unlabeled images per labeled image in a step."),
-    lr: float = typer.Option(0.03, "--lr", rich_help_panel=_TRAINING, help="Learning rate (cosine-decayed)."),
-    flip: bool = typer.Option(True, "--flip/--no-flip", rich_help_panel=_TRAINING,
-                              help="Random horizontal flips in the augmentations (turn off for digits, text)."),
-    allow_repeats: bool = typer.Option(False, "--allow-repeats", rich_help_panel=_TRAINING,
-                                       help="Allow --batch-size above the number of labeled images (labeled images repeat within a batch)."),
-    seed: int = typer.Option(0, "--seed", rich_help_panel=_TRAINING, help="Seed of the split, the initialisation and every random draw."),
+    algo: str = _O["algo"], algo_options: Optional[List[str]] = _O["algo_options"],
+    labeled: Optional[Path] = _O["labeled"], unlabeled: Optional[Path] = _O["unlabeled"],
+    test: Optional[Path] = _O["test"], dataset: Optional[str] = _O["dataset"],
+    labels_per_class: int = _O["labels_per_class"], unlabeled_size: Optional[int] = _O["unlabeled_size"],
+    model: str = _O["model"], steps: int = _O["steps"], batch_size: int = _O["batch_size"], mu: int = _O["mu"],
+    lr: float = _O["lr"], flip: bool = _O["flip"], allow_repeats: bool = _O["allow_repeats"], seed: int = _O["seed"],
     out: Path = typer.Option(..., "--out", metavar="DIR", rich_help_panel=_RUN, show_default=False,
                              help="Run folder: model.pt, metrics.jsonl, summary.json, checkpoint.pt."),
     resume: bool = typer.Option(False, "--resume", rich_help_panel=_RUN,
                                 help="Continue the run in --out from its checkpoint, exactly (same options and data)."),
     force: bool = typer.Option(False, "--force", rich_help_panel=_RUN,
                                help="Start over in an --out that holds an earlier run, replacing its checkpoint, model and metrics."),
-    device: Device = typer.Option(Device.auto, "--device", case_sensitive=False, rich_help_panel=_RUN,
-                                  help="auto: CUDA when present."),
-    eval_every: int = typer.Option(500, "--eval-every", rich_help_panel=_RUN, help="Steps between test evaluations (0: at the end only)."),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", rich_help_panel=_RUN, help="Steps between checkpoints (0: never)."),
-    threads: Optional[int] = typer.Option(None, "--threads", rich_help_panel=_RUN, help="CPU threads for torch (default: torch's choice)."),
+    device: Device = _O["device"], eval_every: int = _O["eval_every"], checkpoint_every: int = _O["checkpoint_every"],
+    threads: Optional[int] = _O["threads"],
     quiet: bool = typer.Option(False, "--quiet", "-q", rich_help_panel=_RUN, help="No progress bar."),
 ) -> None:
     """Train a semi-supervised classifier (labeled + unlabeled images) with one of the paper's
     seven SSL algorithms; the EMA model is evaluated and saved. Exit 0 done, 2 error."""
-    ALGORITHMS.get(algo)  # an unknown name fails before any data is read
-    if dataset is not None and (labeled is not None or unlabeled is not None or test is not None):
-        raise InvalidParameterError("--dataset cannot be combined with --labeled/--unlabeled/--test; use one or the other")
-    if dataset is None and (labeled is None or unlabeled is None):
-        raise InvalidParameterError("give --labeled DIR and --unlabeled DIR (and optionally --test DIR), or --dataset NAME")
-    check_run_folder(out, {"--labeled": labeled, "--unlabeled": unlabeled, "--test": test}, resume=resume, force=force)
+    from audit.data.split import check_sources
+
+    algo_config = algorithm_overrides(algo, algo_options, "train")  # before any data is read
+    check_sources(dataset, labeled, unlabeled, test, unlabeled_size)
+    check_run_folder(out, data_inputs(dataset, labeled, unlabeled, test), resume=resume, force=force)
     if threads is not None:
         if threads < 1:
             raise invalid_parameter("threads", "train", "an int >= 1", threads)
         import torch
 
         torch.set_num_threads(threads)
+    from audit.data.split import training_sets
     from audit.ssl.trainer import TrainConfig, Trainer
 
     config = TrainConfig(
-        algo=algo, algo_config=_parse_options(algo_options or []), model=model, steps=steps,
+        algo=algo, algo_config=algo_config, model=model, steps=steps,
         batch_size=batch_size, mu=mu, lr=lr, eval_every=eval_every, checkpoint_every=checkpoint_every,
         seed=seed, device=device.value, flip=flip, allow_repeats=allow_repeats)
-    if dataset is not None:
-        lab, unl, tst = _builtin(dataset, labels_per_class, unlabeled_size, seed)
-    else:
-        lab, unl, tst = _folders(labeled, unlabeled, test)
+    lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
+                                  labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
 
     err = Console(stderr=True)
     progress = Progress(TextColumn(f"[bold]{algo}[/]"), BarColumn(), MofNCompleteColumn(),
@@ -155,59 +167,19 @@ def check_run_folder(out: Path, inputs: dict, *, resume: bool, force: bool, extr
             "to start over (replacing it), or choose another --out")
 
 
-def _parse_options(items: list[str]) -> dict:
-    """``KEY=VALUE`` pairs; VALUE is read as JSON (numbers, true/false/null), else kept as text."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise invalid_parameter("set", "train", "KEY=VALUE (e.g. threshold=0.9)", item)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def _builtin(name: str, per_class: int, unlabeled_size: int | None, seed: int):
+def data_inputs(dataset, labeled, unlabeled, test) -> dict:
+    """What a run reads, for the output policy (a built-in dataset name is no path)."""
     from audit.data.builtin import BUILTINS
-    from audit.ssl.trainer import balanced_split
 
-    if name not in BUILTINS:
-        raise invalid_parameter("dataset", "train", f"one of {', '.join(BUILTINS)}", name)
-    splits = BUILTINS[name]()
-    labeled, rest = balanced_split(splits.train, per_class, seed)
-    if unlabeled_size is not None:
-        if unlabeled_size < 1 or unlabeled_size > len(rest):
-            raise invalid_parameter("unlabeled_size", "train", f"an int in [1, {len(rest)}]", unlabeled_size)
-        import numpy as np
-
-        rest = rest.subset(np.sort(np.random.default_rng(seed).choice(len(rest), unlabeled_size, replace=False)))
-    return labeled, rest.without_labels(), splits.test
+    path = None if dataset is None or dataset in BUILTINS else Path(dataset)
+    return {"--dataset": path, "--labeled": labeled, "--unlabeled": unlabeled, "--test": test}
 
 
-def _folders(labeled: Path, unlabeled: Path, test: Path | None):
-    from audit.data.load import load_images, load_labeled_folder
+def algorithm_overrides(algo: str, items: Optional[List[str]], command: str) -> dict:
+    """``--set KEY=VALUE`` for the algorithm's config (``audit.overrides``); an unknown algorithm
+    name fails here, before any data is read."""
+    from audit.overrides import parse_overrides
+    from audit.ssl.algorithms import ALGORITHMS
 
-    lab = load_labeled_folder(labeled)
-    unl = load_images(unlabeled).without_labels()
-    tst = None if test is None else _align_classes(load_labeled_folder(test), lab.class_names, test)
-    return lab, unl, tst
-
-
-def _align_classes(test, class_names, where: Path):
-    """Relabel the test set so that label i means ``class_names[i]`` of the labeled set (a test
-    folder may lack classes, which would shift every index after it)."""
-    if test.class_names is None or tuple(test.class_names) == tuple(class_names):
-        return test
-    index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted(set(test.class_names) - set(index))
-    if unknown:
-        raise DataError(f"{where}: class folders {', '.join(unknown)} are not classes of --labeled "
-                        f"({', '.join(class_names)})")
-    import numpy as np
-
-    mapping = np.array([index[n] for n in test.class_names])
-    from audit.data.imageset import ImageSet
-
-    return ImageSet(test.images, test.ids, mapping[test.labels], test.unreadable, test.root, tuple(class_names))
+    cls = ALGORITHMS.get(algo)
+    return parse_overrides(items or [], cls.Config, owner=f"the {algo} algorithm", command=command)

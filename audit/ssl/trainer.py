@@ -7,6 +7,10 @@ run draws exactly what the killed one would have). SGD with Nesterov momentum, w
 weights only, FixMatch's cosine decay ``lr·cos(7πk/16K)``; the EMA model is the one evaluated,
 observed and saved. Observers (``audit dynamics``' prediction recorder) get a :class:`TrainEvent`
 every ``observe_every`` steps and at the end (paper 5.3 records predictions after each epoch).
+The step logs (loss, mask rate, ...) stay on the device and are read every ``log_every`` steps
+(nanoGPT's ``log_interval``): reading a GPU value waits for the GPU, so a read per step would
+stall every step. :mod:`audit.ssl.config` holds the configuration, the data checks and the
+records a run emits.
 
 Interruptions: while :meth:`Trainer.fit` runs, SIGINT (Ctrl-C) and SIGTERM end the run at the
 next step boundary: with an ``out_dir`` it writes a checkpoint there, then raises
@@ -20,7 +24,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,130 +34,14 @@ from torch import nn
 
 from audit.atomic import atomic_open, remove_stale_temps, write_atomic
 from audit.data.imageset import ImageSet
-from audit.errors import AuditError, DataError, OutputError, RunInterrupted, ShapeMismatchError, invalid_parameter
+from audit.errors import AuditError, OutputError, RunInterrupted, ShapeMismatchError, invalid_parameter
 from audit.ssl import checkpoint
 from audit.ssl.algorithms import ALGORITHMS, Batch
 from audit.ssl.augment import Strong, Weak, channel_stats, to_float
+from audit.ssl.config import (  # noqa: F401  (TrainEvent, Observer: re-exported for observers)
+    NOT_FINGERPRINTED, EvalRecord, Observer, ProgressInfo, TrainConfig, TrainEvent, TrainResult, check_data,
+)
 from audit.ssl.models import build_model
-
-NOT_FINGERPRINTED = ("eval_every", "checkpoint_every", "observe_every", "device")  # do not change the weights
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    algo: str = "fixmatch"  # a name in audit.ssl.algorithms.ALGORITHMS
-    algo_config: Mapping[str, Any] | Any | None = None  # overrides of the algorithm's config (dict) or its config object
-    model: str = "cnn"  # a name in audit.ssl.models.MODELS
-    model_options: Mapping[str, Any] | None = None  # build_model options, e.g. {"widths": [16, 32, 64]} for cnn
-    steps: int = 1000
-    batch_size: int = 64  # labeled images per step, B
-    mu: int = 7  # unlabeled images per labeled one: μ·B unlabeled images per step (FixMatch)
-    lr: float = 0.03
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4  # on conv/linear weights only; BatchNorm parameters and biases are not decayed
-    ema: float = 0.999  # decay of the EMA model (evaluated, saved; Mean Teacher's teacher)
-    # decay min(ema, (1+k)/(10+k)) as TF's ExponentialMovingAverage(num_updates) and Mean
-    # Teacher's code: without it a short run's EMA is still mostly the random initialisation
-    ema_warmup: bool = True
-    eval_every: int = 500  # steps between test evaluations (0: only at the end)
-    checkpoint_every: int = 500  # steps between checkpoints (0: never)
-    observe_every: int | None = None  # steps between observer calls; None: one pass over the unlabeled pool
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
-    flip: bool = True  # random horizontal flips in the weak and strong augmentations
-    # overrides of audit.ssl.augment.Strong's fields (n_ops, magnitude, cutout, pad, fill); "pad"
-    # also sets the weak translation. E.g. {"fill": 0.0} on black-background images (Fashion-MNIST),
-    # where the default grey turns every rotated corner and cutout patch into a foreign texture
-    augment_options: Mapping[str, Any] | None = None
-    # B > number of labeled images means every batch repeats labeled images (FixMatch's 40-label
-    # setting does, with B = 64); refused unless asked for, because it is usually a mistake
-    allow_repeats: bool = False
-
-    def __post_init__(self) -> None:
-        def positive_int(name: str, lo: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise invalid_parameter(name, "TrainConfig", f"an int >= {lo}", v)
-
-        for name in ("steps", "batch_size", "mu"):
-            positive_int(name)
-        for name in ("eval_every", "checkpoint_every", "seed"):
-            positive_int(name, 0)
-        if self.observe_every is not None:
-            positive_int("observe_every")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 10):
-            raise invalid_parameter("lr", "TrainConfig", "a float in (0, 10]", self.lr)
-        for name in ("momentum", "ema"):
-            if not (isinstance(getattr(self, name), (int, float)) and 0 <= getattr(self, name) < 1):
-                raise invalid_parameter(name, "TrainConfig", "a float in [0, 1)", getattr(self, name))
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise invalid_parameter("weight_decay", "TrainConfig", "a float >= 0", self.weight_decay)
-        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
-            raise invalid_parameter("device", "TrainConfig", "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
-
-
-@dataclass(frozen=True)
-class EvalRecord:
-    """One line of metrics.jsonl: means of the step logs since the previous record, test accuracies."""
-
-    step: int
-    lr: float
-    logs: dict[str, float]  # "loss", "sup_loss", "unsup_loss", "mask_rate", ... (algorithm-specific)
-    test_acc_ema: float | None
-    test_acc_raw: float | None
-    elapsed_s: float  # training time so far, across resumes
-
-    def to_json(self) -> dict:
-        return {"step": self.step, "lr": self.lr, "test_acc_ema": self.test_acc_ema,
-                "test_acc_raw": self.test_acc_raw, "elapsed_s": round(self.elapsed_s, 3), **self.logs}
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    algo: str
-    steps: int
-    test_acc_ema: float | None  # final accuracy of the EMA model on the test set (None without one)
-    test_acc_raw: float | None  # the same for the raw (non-averaged) model
-    evals: list[EvalRecord]
-    wall_time_s: float  # this fit() call
-    config: dict = field(default_factory=dict)
-    # final EMA accuracy on each test class, by class name (None without a test set): a class the
-    # run gave up on (every coat called a pullover) hides inside a respectable mean
-    per_class_ema: dict[str, float] | None = None
-
-    def to_json(self) -> dict:
-        return {"algo": self.algo, "steps": self.steps, "test_acc_ema": self.test_acc_ema,
-                "test_acc_raw": self.test_acc_raw, "test_acc_per_class_ema": self.per_class_ema,
-                "wall_time_s": round(self.wall_time_s, 3), "config": self.config,
-                "evals": [e.to_json() for e in self.evals]}
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """What an observer receives. ``model`` is the EMA model in eval mode; do not train it."""
-
-    step: int  # optimiser steps done
-    epoch: int  # passes over the unlabeled pool done: step·μ·B // len(unlabeled)
-    model: nn.Module
-    raw_model: nn.Module
-    trainer: "Trainer"
-    final: bool  # the last call of this run
-
-
-@dataclass(frozen=True)
-class ProgressInfo:
-    step: int
-    steps: int
-    loss: float
-    logs: dict[str, float]  # this step's algorithm logs
-    lr: float
-    test_acc: float | None  # EMA accuracy at the latest evaluation, if any yet
-    elapsed_s: float
-
-
-Observer = Callable[[TrainEvent], None]  # may also define on_resume(step): drop records after `step`
-
 
 class Trainer:
     def __init__(self, config: TrainConfig, labeled: ImageSet, unlabeled: ImageSet, test: ImageSet | None = None,
@@ -164,7 +52,7 @@ class Trainer:
         # step (final evaluation, observers' final call, model.pt), e.g. at a CPU-time budget
         self.config = cfg = config
         algo_cls = ALGORITHMS.get(cfg.algo)
-        self.num_classes = _check_data(cfg, labeled, unlabeled, test)
+        self.num_classes = check_data(cfg, labeled, unlabeled, test)
         self.labeled, self.unlabeled, self.test = labeled, unlabeled, test
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.observers, self.on_progress, self.should_stop = list(observers), on_progress, should_stop
@@ -199,7 +87,9 @@ class Trainer:
         self._rng_at_start = checkpoint.rng_state(self._sampler)
         self.step = 0
         self._elapsed_before = 0.0  # training seconds of the runs this one resumes
-        self._pending: dict = {}  # fit()'s step-log sums since its last evaluation (checkpointed)
+        # step-log sums since the last evaluation and its accuracy: carried by checkpoints, so a
+        # resumed run's next metrics line averages the same steps as an uninterrupted run's
+        self._logs, self._last_acc = StepLogs(), None
         self._config_json = json.loads(json.dumps(_config_dict(cfg, self.algorithm.config), default=str))
         fp_config = {k: v for k, v in self._config_json.items() if k not in NOT_FINGERPRINTED}
         self._fingerprint = checkpoint.fingerprint(
@@ -221,10 +111,7 @@ class Trainer:
             remove_stale_temps(self.out_dir)  # .checkpoint.pt.PID.N.tmp and the like of killed runs
         observe_every = cfg.observe_every or math.ceil(len(self.unlabeled) / (cfg.mu * cfg.batch_size))
         evals: list[EvalRecord] = []
-        # step logs since the last evaluation: carried by checkpoints, so a resumed run's next
-        # metrics line averages the same steps as an uninterrupted run's
-        sums: dict[str, float] = dict(self._pending.get("sums", {}))
-        n_logged, last_acc, last_observed = int(self._pending.get("n_logged", 0)), self._pending.get("last_acc"), -1
+        logs, last_observed, first = self._logs, -1, self.step + 1
         t0 = time.perf_counter()
         model.train()
         last = self.step >= cfg.steps
@@ -239,24 +126,22 @@ class Trainer:
                 self._update_ema()
                 self.step += 1
 
-                loss = out.loss.item()
-                if not math.isfinite(loss):
-                    raise AuditError(f"the {cfg.algo} loss became {loss} at step {self.step}; try a lower --lr")
-                for k, v in {"loss": loss, **out.logs}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_logged += 1
+                logs.add({"loss": out.loss, **out.logs})  # on the device: no wait here
+                if self.step % cfg.log_every == 0 or self.step == first:
+                    self._read_logs()
                 elapsed = self._elapsed_before + time.perf_counter() - t0
-                info = ProgressInfo(self.step, cfg.steps, loss, out.logs, self.scheduler.get_last_lr()[0], last_acc,
-                                    elapsed)
+                info = ProgressInfo(self.step, cfg.steps, logs.shown.get("loss", math.nan),
+                                    {k: v for k, v in logs.shown.items() if k != "loss"},
+                                    self.scheduler.get_last_lr()[0], self._last_acc, elapsed)
                 last = self.step == cfg.steps or (self.should_stop is not None and self.should_stop(info))
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                    evals.append(self._evaluate({k: v / n_logged for k, v in sums.items()}, elapsed))
-                    sums, n_logged, last_acc = {}, 0, evals[-1].test_acc_ema
-                    info = replace(info, test_acc=last_acc)
+                    evals.append(self._evaluate({k: v / logs.n for k, v in self._read_logs().items()}, elapsed))
+                    logs.reset()
+                    self._last_acc = evals[-1].test_acc_ema
+                    info = replace(info, test_acc=self._last_acc)
                 if self.step % observe_every == 0 or last:
                     self._observe(final=last)
                     last_observed = self.step
-                self._pending = {"sums": sums, "n_logged": n_logged, "last_acc": last_acc}
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir is not None:
                     self.save_checkpoint(elapsed)
                 if self.on_progress is not None:
@@ -278,6 +163,14 @@ class Trainer:
                     torch.save(self._model_file(), f)
                 write_atomic(self.out_dir / "summary.json", json.dumps(result.to_json(), indent=2))
         return result
+
+    def _read_logs(self) -> dict[str, float]:
+        """The step-log sums as floats (one device sync); a non-finite loss ends the run here."""
+        sums = self._logs.read()
+        loss = sums.get("loss", 0.0)
+        if not math.isfinite(loss):
+            raise AuditError(f"the {self.config.algo} loss became {loss} by step {self.step}; try a lower --lr")
+        return sums
 
     def _stop(self, signal_name: str, elapsed: float) -> None:
         """After SIGINT/SIGTERM: checkpoint this step (when there is an out_dir), then stop."""
@@ -377,7 +270,7 @@ class Trainer:
             "elapsed_s": elapsed, "model": self.model.state_dict(), "ema": self.ema_model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "algorithm": self.algorithm.state_dict(), "rng": checkpoint.rng_state(self._sampler),
-            "pending": self._pending,
+            "pending": {"sums": self._read_logs(), "n_logged": self._logs.n, "last_acc": self._last_acc},
         })
         return path
 
@@ -401,7 +294,8 @@ class Trainer:
                 f"checkpoint {self.out_dir / 'checkpoint.pt'} does not fit this run ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); delete it to start afresh") from None
         self.step, self._elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
-        self._pending = state.get("pending") or {}  # absent in checkpoints of earlier versions
+        pending = state.get("pending") or {}  # absent in checkpoints of earlier versions
+        self._logs, self._last_acc = StepLogs(pending), pending.get("last_acc")
         self._pred_cache.clear()  # new weights at a step that may have been evaluated already
         metrics = self.out_dir / "metrics.jsonl"  # a killed run may have evaluated past its checkpoint
         if metrics.is_file():
@@ -422,56 +316,6 @@ class Trainer:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _check_data(cfg: TrainConfig, labeled: ImageSet, unlabeled: ImageSet, test: ImageSet | None) -> int:
-    """Number of classes, after checking everything the loop would otherwise trip on later."""
-    if labeled.labels is None or len(labeled) == 0:
-        raise DataError("the labeled set has no labels; every labeled image needs a class")
-    if len(unlabeled) == 0:
-        raise DataError("the unlabeled pool is empty")
-    for name, other in (("unlabeled", unlabeled), ("test", test)):
-        if other is not None and other.shape != labeled.shape:
-            raise ShapeMismatchError(
-                f"the {name} images are {'×'.join(map(str, other.shape))} (H×W×C) but the labeled images are "
-                f"{'×'.join(map(str, labeled.shape))}; all sets must share one shape and channel count")
-    if test is not None and test.labels is None:
-        raise DataError("the test set has no labels; accuracy needs them")
-    k = labeled.num_classes or 0
-    if test is not None and len(test):
-        k = max(k, int(test.labels.max()) + 1)
-    counts = np.bincount(labeled.labels, minlength=k)
-    missing = [(labeled.class_names[i] if labeled.class_names else str(i)) for i in np.flatnonzero(counts == 0)]
-    if missing:
-        raise DataError(f"class {', '.join(repr(m) for m in missing)} has no labeled example; "
-                        f"every class needs at least one")
-    if k < 2:
-        raise DataError(f"the labeled set has {k} class; at least 2 are needed")
-    if cfg.batch_size > len(labeled) and not cfg.allow_repeats:
-        raise invalid_parameter(
-            "batch_size", "train", f"at most the {len(labeled)} labeled images, or allow repeated labeled "
-            f"images within a batch (--allow-repeats; FixMatch's 40-label setting does)", cfg.batch_size)
-    return k
-
-
-def balanced_split(imageset: ImageSet, per_class: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """(labeled, rest): ``per_class`` images of every class drawn at random (seeded), and all the
-    others, for the built-in datasets (paper 3.2.1: 40 labels = 4 per class on CIFAR-10)."""
-    if imageset.labels is None:
-        raise DataError("balanced_split needs a labeled image set")
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise invalid_parameter("per_class", "balanced_split", "an int >= 1", per_class)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(imageset.labels):
-        idx = np.flatnonzero(imageset.labels == c)
-        if len(idx) < per_class:
-            name = imageset.class_names[c] if imageset.class_names else str(c)
-            raise DataError(f"class {name!r} has {len(idx)} images, fewer than the {per_class} labels per class asked for")
-        chosen.extend(rng.choice(idx, size=per_class, replace=False))
-    mask = np.zeros(len(imageset), bool)
-    mask[chosen] = True
-    return imageset.subset(np.flatnonzero(mask)), imageset.subset(np.flatnonzero(~mask))
-
-
 _AUGMENT_OPTIONS = ("n_ops", "magnitude", "cutout", "pad", "fill")
 
 
@@ -504,3 +348,38 @@ def _line_step(line: str) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return 1 << 62  # unreadable line: dropped
+
+
+class StepLogs:
+    """Step logs (the loss and the algorithm's ``logs``: floats or 0-dim tensors) summed since the
+    last evaluation. Tensors stay on their device, so adding a step waits for nothing; :meth:`read`
+    turns every sum into a float with one device sync. Sums are float64 in step order, exactly as
+    a sum of the floats would be, so the metrics do not depend on how often they are read.
+    ``shown``: the means over the steps between the two latest reads (what progress displays)."""
+
+    def __init__(self, state: Mapping[str, Any] | None = None) -> None:
+        state = state or {}
+        self.sums: dict[str, Any] = dict(state.get("sums", {}))
+        self.n = int(state.get("n_logged", 0))
+        self.shown: dict[str, float] = {}
+        self._seen, self._seen_n = dict(self.sums), self.n
+
+    def add(self, logs: Mapping[str, Any]) -> None:
+        for k, v in logs.items():
+            v = v.detach().to(torch.float64) if isinstance(v, torch.Tensor) else float(v)
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def read(self) -> dict[str, float]:
+        pending = [k for k, v in self.sums.items() if isinstance(v, torch.Tensor)]
+        if pending:
+            values = torch.stack([self.sums[k] for k in pending]).tolist()  # the one sync
+            self.sums.update(zip(pending, values))
+        if self.n > self._seen_n:
+            steps = self.n - self._seen_n
+            self.shown = {k: (v - self._seen.get(k, 0.0)) / steps for k, v in self.sums.items()}
+        self._seen, self._seen_n = dict(self.sums), self.n
+        return dict(self.sums)
+
+    def reset(self) -> None:
+        self.sums, self.n, self._seen, self._seen_n = {}, 0, {}, 0

@@ -1,4 +1,4 @@
-"""`redteam inject --attack NAME -p KEY=VALUE`: every attack is reachable, parameters are typed and
+"""`redteam inject --attack NAME --set KEY=VALUE`: every attack is reachable, parameters are typed and
 validated, and bad inputs are one line on stderr with exit code 2."""
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def test_help_lists_every_attack_and_its_keys():
     out = runner.invoke(app, ["inject", "--help"], terminal_width=200).output
     for name in ATTACKS:
         assert name in out
-    assert "--param" in out and "sigma" in out and "support_paths" in out
+    assert "--set" in out and "sigma" in out and "support_paths" in out
 
 
 def test_params_are_converted_to_the_field_types_and_recorded(tmp_path):
     out = tmp_path / "o"
-    result = runner.invoke(app, [*BASE, "--count", "10", "--attack", "noise", "-p", "sigma=4", "--param",
-                                 "kind=uniform", "-p", "perturb_ends=true", "--out", str(out)])
+    result = runner.invoke(app, [*BASE, "--count", "10", "--attack", "noise", "--set", "sigma=4", "--set",
+                                 "kind=uniform", "--set", "perturb_ends=true", "--out", str(out)])
     assert result.exit_code == 0, result.output
     m = json.loads((out / "manifest.json").read_text())
     assert m["attack"] == "noise"
@@ -46,7 +46,7 @@ def test_params_are_converted_to_the_field_types_and_recorded(tmp_path):
 
 def test_zero_knowledge_source_is_a_pool_file(tmp_path):
     out = tmp_path / "zk"
-    result = runner.invoke(app, [*BASE, "--count", "12", "--attack", "zero_knowledge", "-p", "support_paths=2",
+    result = runner.invoke(app, [*BASE, "--count", "12", "--attack", "zero_knowledge", "--set", "support_paths=2",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "source x': unlabeled/" in result.output
@@ -62,18 +62,18 @@ def test_zero_knowledge_source_is_a_pool_file(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--attack", "noise", "-p", "foo=1"], "Unknown parameter 'foo' of attack 'noise'. Valid: kind, sigma, perturb_ends."),
-        (["--attack", "linear", "-p", "foo=1"], "Valid: none (the linear attack has no parameters)."),
-        (["--attack", "noise", "-p", "sigma"], "The '--param' option of inject must be KEY=VALUE. Got 'sigma' instead."),
-        (["--attack", "noise", "-p", "sigma=abc"], "The 'sigma' parameter of the noise attack must be a float. Got 'abc' instead."),
-        (["--attack", "noise", "-p", "sigma=-1"], "The 'sigma' parameter of noise must be a float in [0, 255]. Got -1.0 instead."),
-        (["--attack", "noise", "-p", "perturb_ends=maybe"], "must be true or false. Got 'maybe' instead."),
-        (["--attack", "duplicate", "-p", "copies=2.5"], "The 'copies' parameter of the duplicate attack must be an int."),
+        (["--attack", "noise", "--set", "foo=1"], "Unknown parameter 'foo' of the noise attack. Valid: kind, sigma, perturb_ends."),
+        (["--attack", "linear", "--set", "foo=1"], "Valid: none (the linear attack has no parameters)."),
+        (["--attack", "noise", "--set", "sigma"], "The '--set' option of inject must be KEY=VALUE. Got 'sigma' instead."),
+        (["--attack", "noise", "--set", "sigma=abc"], "The 'sigma' parameter of the noise attack must be a float. Got 'abc' instead."),
+        (["--attack", "noise", "--set", "sigma=-1"], "The 'sigma' parameter of noise must be a float in [0, 255]. Got -1.0 instead."),
+        (["--attack", "noise", "--set", "perturb_ends=maybe"], "must be true or false. Got 'maybe' instead."),
+        (["--attack", "duplicate", "--set", "copies=2.5"], "The 'copies' parameter of the duplicate attack must be an int."),
         (["--attack", "zero_knowledge", "--count", "9"],
          "The zero_knowledge attack needs at least 10 poisoned images for 1 main path and 4 support paths"),
         (["--attack", "gan"], "The 'generator' parameter of gan must be the path of a checkpoint"),
-        (["--attack", "transfer", "-p", "model_path={missing}"], "no θ_init checkpoint at"),
-        (["--attack", "gan", "-p", "generator={g28}"], "makes 28×28×1 images but the data is 8×8×1"),
+        (["--attack", "transfer", "--set", "model_path={missing}"], "no θ_init checkpoint at"),
+        (["--attack", "gan", "--set", "generator={g28}"], "makes 28×28×1 images but the data is 8×8×1"),
     ],
 )
 def test_bad_attack_inputs_exit_2_with_one_line(args, message, tmp_path):

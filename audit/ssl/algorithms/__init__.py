@@ -3,23 +3,32 @@
 Filled by explicit imports (no folder scanning). To add one, see docs/algorithms.md.
 """
 
-from audit.registry import Registry
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput
-from audit.ssl.algorithms.fixmatch import FixMatch
-from audit.ssl.algorithms.meanteacher import MeanTeacher
-from audit.ssl.algorithms.mixmatch import MixMatch
-from audit.ssl.algorithms.pimodel import PiModel
-from audit.ssl.algorithms.pseudolabel import PseudoLabel
-from audit.ssl.algorithms.uda import UDA
-from audit.ssl.algorithms.vat import VAT
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from audit.registry import Registry
+
+if TYPE_CHECKING:
+    from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput  # noqa: F401
+
+# Each class is imported at its first ALGORITHMS.get: `audit --help` lists the names without torch.
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")
-ALGORITHMS.register("fixmatch", FixMatch)
-ALGORITHMS.register("uda", UDA)
-ALGORITHMS.register("mixmatch", MixMatch)
-ALGORITHMS.register("vat", VAT)
-ALGORITHMS.register("meanteacher", MeanTeacher)
-ALGORITHMS.register("pseudolabel", PseudoLabel)
-ALGORITHMS.register("pimodel", PiModel)
+ALGORITHMS.register_lazy("fixmatch", "audit.ssl.algorithms.fixmatch:FixMatch")
+ALGORITHMS.register_lazy("uda", "audit.ssl.algorithms.uda:UDA")
+ALGORITHMS.register_lazy("mixmatch", "audit.ssl.algorithms.mixmatch:MixMatch")
+ALGORITHMS.register_lazy("vat", "audit.ssl.algorithms.vat:VAT")
+ALGORITHMS.register_lazy("meanteacher", "audit.ssl.algorithms.meanteacher:MeanTeacher")
+ALGORITHMS.register_lazy("pseudolabel", "audit.ssl.algorithms.pseudolabel:PseudoLabel")
+ALGORITHMS.register_lazy("pimodel", "audit.ssl.algorithms.pimodel:PiModel")
 
 __all__ = ["ALGORITHMS", "Algorithm", "Batch", "StepOutput"]
+
+
+def __getattr__(name: str):
+    """``Algorithm``, ``Batch``, ``StepOutput`` from ``base.py`` (torch), on first use."""
+    if name in ("Algorithm", "Batch", "StepOutput"):
+        from audit.ssl.algorithms import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'audit.ssl.algorithms' has no attribute {name!r}")

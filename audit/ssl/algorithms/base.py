@@ -40,7 +40,9 @@ class Batch:
 @dataclass(frozen=True)
 class StepOutput:
     loss: Tensor  # scalar, with a graph to the model's parameters
-    logs: dict[str, float]  # "sup_loss", "unsup_loss", "mask_rate" (where meaningful), ...
+    # "sup_loss", "unsup_loss", "mask_rate" (where meaningful), ...: floats, or detached 0-dim
+    # tensors that the trainer reads every log_every steps (no device sync per step)
+    logs: dict[str, float | Tensor]
     unlabeled_probs: Tensor | None = None  # μB×C softmax on the weak/clean unlabeled view, detached, if computed anyway
 
 

@@ -130,9 +130,11 @@ class FixMatch(Algorithm):
         unsup_loss = (each * mask).mean()
 
         loss = sup_loss + cfg.lambda_u * unsup_loss
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "mask_rate": mask.mean().item()}
+        # 0-dim tensors, read by the trainer every log_every steps: .item() here would make every
+        # step wait for the GPU
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": unsup_loss.detach(), "mask_rate": mask.mean()}
         if cfg.threshold_mode == "self_adaptive":
-            logs["threshold"] = self.sat_tau.item()
+            logs["threshold"] = self.sat_tau.detach().clone()
         return StepOutput(loss, logs, probs_w)
 
     @torch.no_grad()

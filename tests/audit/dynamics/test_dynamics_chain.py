@@ -9,8 +9,8 @@ from sklearn.metrics import roc_auc_score
 import audit.dynamics.chain as chain
 from audit.dynamics import DynamicsConfig, flag_outliers, score_predictions, validate_predictions
 from audit.dynamics.chain import betweenness, motion_chain, motions
-from audit.dynamics.simulate import SimConfig, simulate
 from audit.errors import InvalidParameterError, PredictionsError
+from simulate import SimConfig, simulate
 
 
 def test_betweenness_is_one_between_opposite_neighbours_and_zero_for_orthogonal_ones():

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from audit.cli import app
 from audit.data.write import write_pngs
-from audit.dynamics.simulate import SimConfig, simulate
+from simulate import SimConfig, simulate
 
 runner = CliRunner()
 TINY = ["--steps", "12", "--batch-size", "8", "--mu", "2", "--device", "cpu", "--no-flip", "--eval-every", "0",
@@ -43,15 +43,23 @@ def _npz(path, ids, probs, **extra):
 
 
 def test_defaults_match_the_library():
+    from audit.dynamics import SCORES, DynamicsConfig
     from audit.dynamics import cli
-    from audit.dynamics.run import DEFAULT_RECORD_EVERY
 
-    assert cli.DEFAULT_RECORD_EVERY == DEFAULT_RECORD_EVERY
+    assert [s.value for s in cli.Score] == SCORES.names()  # --score's choices are the registry
     res = dyn("--help")
     assert res.exit_code == 0
-    for flag in ("--record-every", "--predictions", "--score", "--window", "--rounds", "--manifest", "--fail-on",
-                 "--resume", "--labeled", "--dataset"):
+    for flag in ("--record-every", "--record-budget", "--predictions", "--score", "--window", "--rounds", "--manifest",
+                 "--fail-on", "--resume", "--labeled", "--dataset"):
         assert flag in res.output
+    assert "--flip-window" not in res.output
+    for name in SCORES:
+        assert name in res.output
+    # the CLI flags with the library's default score (checked on a run in the next test too)
+    import inspect
+
+    default = inspect.signature(cli.dynamics).parameters["score"].default.default
+    assert default == DynamicsConfig().score
 
 
 def test_end_to_end_on_digits_writes_every_report(tmp_path):
@@ -102,7 +110,7 @@ def test_predictions_mode_gates_and_passes(tmp_path, pool):
     z = rng.normal(0, 0.05, (n, 30, 10)) + np.eye(10)[rng.integers(0, 10, n)][:, None] * 3
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
     res = dyn("--predictions", _npz(tmp_path / "c.npz", ids, p.astype(np.float32)), "--unlabeled", root,
-              "--score", "flip-chain", "--format", "json")
+              "--format", "json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["flagged"] == []
 
@@ -153,7 +161,8 @@ def test_bad_predictions_exit_2_with_one_line(tmp_path, pool):
 def test_a_killed_run_resumes_without_losing_or_duplicating_records(tmp_path, digits_train):
     from audit.dynamics import load_predictions
     from audit.dynamics.run import record_run
-    from audit.ssl.trainer import TrainConfig, balanced_split
+    from audit.data.split import balanced_split
+    from audit.ssl.trainer import TrainConfig
 
     lab, rest = balanced_split(digits_train, 2, 0)
     unl = rest.subset(np.arange(100)).without_labels()
@@ -210,8 +219,7 @@ def test_predictions_from_a_run_folder_are_rescored(tmp_path, pool):
         for step in (5, 10, 15, 20):
             z = rng.normal(size=(len(ids), 4))
             rec.record(step, (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(np.float32))
-    res = dyn("--predictions", tmp_path / "run", "--unlabeled", root, "--format", "json", "--fail-on", "never",
-              "--score", "flip-chain")
+    res = dyn("--predictions", tmp_path / "run", "--unlabeled", root, "--format", "json", "--fail-on", "never")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["n_images"] == len(ids) and set(doc["params"]["reference"]["avg_influence"]) == set(ids)
@@ -239,7 +247,8 @@ def test_an_interrupted_recording_resumes_without_losing_or_duplicating_records(
     from audit.dynamics import load_predictions
     from audit.dynamics.run import record_run
     from audit.errors import RunInterrupted
-    from audit.ssl.trainer import TrainConfig, balanced_split
+    from audit.data.split import balanced_split
+    from audit.ssl.trainer import TrainConfig
 
     lab, rest = balanced_split(digits_train, 2, 0)
     unl = rest.subset(np.arange(100)).without_labels()

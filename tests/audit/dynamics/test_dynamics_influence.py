@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from audit.dynamics import DynamicsConfig, validate_predictions
-from audit.dynamics.influence import avg_influence, influence_pair, lagged_influence, mu_pair
-from audit.dynamics.knn import knn_owners
+from audit.dynamics.influence import avg_influence, influence_pair, mu_pair
+from audit.dynamics.knn import nearest
 
 
 def random_probs(n: int, k: int, c: int, seed: int = 0) -> np.ndarray:
@@ -57,11 +57,13 @@ def test_a_trajectory_followed_one_record_later_has_zero_influence():
     assert influence_pair(probs, 0, 1) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["flat", "certified", "auto"])
+@pytest.mark.parametrize("method", ["flat", "ivf", "auto"])
 def test_faiss_avg_influence_equals_brute_force(method):
+    """ivf with every row a candidate and all 15 axes kept: nothing left to approximate."""
     probs = random_probs(60, 6, 3, seed=2)
     want, order = brute_avg_influence(probs)
-    out = avg_influence(probs, DynamicsConfig(knn=method, pca_dim=4, candidates=8))
+    out = avg_influence(probs, DynamicsConfig(knn=method, pca_dim=15, candidates=60))
+    assert out.stats["method"] == ("flat" if method == "auto" else method)
     np.testing.assert_allclose(out.value, want, rtol=1e-4)
     assert (np.sort(out.neighbors, 1) == np.sort(order, 1)).mean() > 0.99  # ties may swap
     np.testing.assert_allclose(out.suspicion, -np.log(want + 1e-12), rtol=1e-4)
@@ -76,33 +78,30 @@ def test_self_is_excluded_even_when_own_shifted_vector_is_closest():
     assert out.value[0] > 1e-3
 
 
-def test_pca_search_reports_certificates_and_never_underestimates():
+def test_the_approximate_search_never_underestimates():
     probs = random_probs(300, 12, 4, seed=4)
     exact = avg_influence(probs, DynamicsConfig(knn="flat"))
-    approx = avg_influence(probs, DynamicsConfig(knn="pca", pca_dim=8, candidates=16))
     ivf = avg_influence(probs, DynamicsConfig(knn="ivf", pca_dim=8, candidates=16))
-    assert 0.0 <= approx.stats["certified"] <= 1.0
-    assert np.all(approx.value >= exact.value * (1 - 1e-5))  # exact distances to real neighbours
-    assert np.all(ivf.value >= exact.value * (1 - 1e-5))
-    assert np.corrcoef(np.log(approx.value), np.log(exact.value))[0, 1] > 0.95
+    assert ivf.stats["method"] == "ivf" and ivf.stats["pca_dim"] == 8 and ivf.stats["candidates"] == 16
+    assert np.all(ivf.value >= exact.value * (1 - 1e-5))  # exact distances to real neighbours
+    assert np.corrcoef(np.log(ivf.value), np.log(exact.value))[0, 1] > 0.95
 
 
-def test_knn_owners_takes_each_owners_minimum_over_its_rows():
+def test_nearest_is_brute_force_without_self():
     rng = np.random.default_rng(5)
-    n, rows_per = 40, 3
+    n = 40
     q = rng.normal(size=(n, 6)).astype(np.float32)
-    x = rng.normal(size=(n * rows_per, 6)).astype(np.float32)
-    owners = np.tile(np.arange(n), rows_per)
-    d = ((q[:, None] - x[None]) ** 2).sum(-1)
-    per_owner = np.full((n, n), np.inf)
-    for r, o in enumerate(owners):
-        per_owner[:, o] = np.minimum(per_owner[:, o], d[:, r])
-    np.fill_diagonal(per_owner, np.inf)
-    want = np.sort(per_owner, 1)[:, :4]
-    for method, dim in (("flat", 3), ("certified", 3), ("certified", 64)):  # 64 > D: identity projection
-        dist, own, _ = knn_owners(q, x, owners, 4, method=method, pca_dim=dim, candidates=12)
+    x = q + rng.normal(0, 0.5, size=(n, 6)).astype(np.float32)  # u's own row is close: it must be left out
+    d = ((q[:, None].astype(np.float64) - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    want = np.sort(d, 1)[:, :4]
+    for method in ("flat", "ivf"):
+        dist, nbr, _ = nearest(q, x, 4, method=method, dim=6, candidates=39)
         np.testing.assert_allclose(dist, want, rtol=1e-5)
-        assert not (own == np.arange(n)[:, None]).any()
+        np.testing.assert_allclose(np.take_along_axis(d, nbr, 1), dist, rtol=1e-5)  # each one's own distance
+        assert not (nbr == np.arange(n)[:, None]).any()
+    dist, nbr, _ = nearest(q[:3], x[:3], 4)  # fewer other rows than k: padded
+    assert (nbr[:, 2:] == -1).all() and np.isinf(dist[:, 2:]).all() and (nbr[:, :2] >= 0).all()
 
 
 def test_window_scores_only_the_chosen_records():
@@ -110,18 +109,7 @@ def test_window_scores_only_the_chosen_records():
 
     probs = random_probs(50, 10, 3, seed=6)
     pred = validate_predictions(probs, [f"u{i}" for i in range(50)])
-    full = score_predictions(pred, DynamicsConfig(window=(2, 7)))
+    full = score_predictions(pred, DynamicsConfig(score="influence", window=(2, 7)))
     direct = avg_influence(probs[:, 2:8], DynamicsConfig())
     np.testing.assert_allclose(full.scores["dynamics"], direct.suspicion)
     assert full.params["records"] == 6
-
-
-def test_lagged_influence_finds_a_delayed_copy():
-    probs = random_probs(80, 20, 3, seed=7)
-    probs[1, 2:] = probs[0, :-2]  # u_1 repeats u_0's motion two records later
-    probs[1, :2] = probs[0, 0]
-    out = lagged_influence(probs, DynamicsConfig(lag_max=3, knn="flat"))
-    assert out.neighbors[0, 0] == 1 and out.neighbors[1, 0] == 0
-    one = lagged_influence(probs, DynamicsConfig(lag_max=3, knn="flat", neighbors=1))
-    assert one.value[0] < 1e-6 and one.value[1] < 1e-6  # the lag -2 / +2 match is exact
-    assert np.median(one.value) > 0.1

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from audit.errors import EXIT_INTERRUPTED, RunInterrupted
-from audit.ssl.trainer import TrainConfig, Trainer, balanced_split
+from audit.data.split import balanced_split
+from audit.ssl.trainer import TrainConfig, Trainer
 
 CFG = TrainConfig(steps=12, batch_size=8, mu=2, device="cpu", flip=False, eval_every=4, checkpoint_every=0, ema=0.9,
                   allow_repeats=True)

@@ -46,6 +46,22 @@ def test_trains_on_a_builtin_dataset_and_writes_the_run(tmp_path):
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 
+def test_dataset_takes_a_path_as_redteam_does(tmp_path, fashion200):
+    """--dataset DIR: a folder of train/ and test/ class sub-folders, split like a built-in."""
+    from audit.data.write import write_pngs
+
+    names = [f"c{k}" for k in fashion200.labels]
+    for split, rows in (("train", [i for i in range(200) if i % 20 < 15]), ("test", [i for i in range(200) if i % 20 >= 15])):
+        write_pngs(fashion200.images[rows], [f"{names[i]}/{i}.png" for i in rows], tmp_path / "ds" / split)
+    res = train("--dataset", tmp_path / "ds", "--labels-per-class", "2", "--out", tmp_path / "run", "--quiet",
+                *TINY)
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert config["steps"] == 3 and set(config["test_acc_per_class_ema"]) == set(names)
+    line = one_error_line(train("--dataset", tmp_path / "ds", "--out", tmp_path / "ds" / "run", *TINY))
+    assert "is inside --dataset" in line  # the output policy knows a dataset path is an input
+
+
 def _write_folders(root, fashion200):
     """The layout `redteam inject` writes: labeled/<class>/*.png, unlabeled/*.png, test/<class>/*.png."""
     names = ["tshirt", "trouser", "pullover"]
@@ -79,11 +95,17 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "cannot be combined" in one_error_line(
         train("--dataset", "digits", "--labeled", tmp_path, "--unlabeled", tmp_path, "--out", tmp_path))
     assert "give --labeled DIR" in one_error_line(train("--out", tmp_path))
-    assert "'dataset' parameter of train must be one of digits" in one_error_line(
-        train("--dataset", "cifar", "--out", tmp_path))
+    assert one_error_line(train("--dataset", "cifar", "--out", tmp_path)) == (
+        "error: cifar does not exist (and 'cifar' is not a built-in dataset: digits, fashion-mnist)")
     assert "'steps' parameter of TrainConfig" in one_error_line(
         train("--dataset", "digits", "--steps", "0", "--out", tmp_path))
     assert "KEY=VALUE" in one_error_line(train("--dataset", "digits", "--set", "threshold", "--out", tmp_path))
+    assert one_error_line(train("--dataset", "digits", "--set", "threshold=high", "--out", tmp_path)) == (
+        "error: The 'threshold' parameter of the fixmatch algorithm must be a float. Got 'high' instead.")
+    assert "Unknown parameter 'treshold' of the fixmatch algorithm. Valid: threshold, lambda_u" in one_error_line(
+        train("--dataset", "digits", "--set", "treshold=0.9", "--out", tmp_path))
+    assert "--unlabeled-size draws a pool from --dataset" in one_error_line(
+        train("--labeled", tmp_path, "--unlabeled", tmp_path, "--unlabeled-size", "5", "--out", tmp_path / "o"))
 
     run = tmp_path / "run"
     run.mkdir()

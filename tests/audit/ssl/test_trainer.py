@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from audit.errors import CheckpointError, DataError, InvalidParameterError, ShapeMismatchError, UnknownNameError
-from audit.ssl.trainer import TrainConfig, Trainer, balanced_split
+from audit.data.split import balanced_split
+from audit.errors import (
+    AuditError, CheckpointError, DataError, InvalidParameterError, ShapeMismatchError, UnknownNameError,
+)
+from audit.ssl.trainer import TrainConfig, Trainer
 
 TINY = dict(steps=6, batch_size=8, mu=2, eval_every=3, checkpoint_every=0, device="cpu", flip=False)
 
@@ -109,7 +112,7 @@ def test_should_stop_ends_the_run_as_its_last_step(data, tmp_path):
 def test_algorithms_see_the_step_count_for_ramps_in_steps(data):
     # MixMatch's λu with a 10-step ramp: steps done before each step, 0..5, give 0, 10, ..., 50
     lam = []
-    cfg = TrainConfig(**{**TINY, "algo": "mixmatch", "algo_config": {"rampup_steps": 10}})
+    cfg = TrainConfig(**{**TINY, "algo": "mixmatch", "algo_config": {"rampup_steps": 10}, "log_every": 1})
     Trainer(cfg, *data, on_progress=lambda info: lam.append(info.logs["lambda_u"])).fit()
     assert lam == pytest.approx([0.0, 10.0, 20.0, 30.0, 40.0, 50.0])
 
@@ -212,5 +215,45 @@ def test_balanced_split_takes_n_per_class(digits_train):
     assert np.bincount(labeled.labels).tolist() == [4] * 10
     assert len(labeled) + len(rest) == len(digits_train) and not set(labeled.ids) & set(rest.ids)
     assert balanced_split(digits_train, 4, seed=3)[0].ids == labeled.ids
-    with pytest.raises(DataError, match="fewer than the 1000"):
+    smallest = int(np.bincount(digits_train.labels).min())
+    with pytest.raises(InvalidParameterError, match=rf"at most {smallest} \(the size of the smallest class"):
         balanced_split(digits_train, 1000)
+
+
+def test_step_logs_are_read_every_log_every_steps_with_the_same_metrics(data, tmp_path):
+    """Reading the logs every step or every 4 steps gives the same metrics.jsonl, bit for bit;
+    progress sees the means since the previous read."""
+    seen = {}
+    for every in (1, 4):
+        shown = []
+        cfg = TrainConfig(**{**TINY, "steps": 8, "eval_every": 5, "log_every": every})
+        Trainer(cfg, *data, out_dir=tmp_path / str(every), on_progress=lambda i: shown.append(i.loss)).fit()
+        seen[every] = shown
+    def metrics(every):  # every line but its wall-clock time
+        return [{k: v for k, v in json.loads(ln).items() if k != "elapsed_s"}
+                for ln in (tmp_path / str(every) / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(metrics(1)) == 2 and metrics(1) == metrics(4)
+    ones, fours = seen[1], seen[4]
+    assert fours[0] == ones[0] and fours[3] == pytest.approx(np.mean(ones[1:4]))  # steps 2-4, read at step 4
+    assert fours[2] == fours[1] == fours[0]  # nothing read at steps 2 and 3
+    with pytest.raises(InvalidParameterError, match="'log_every' parameter of TrainConfig"):
+        TrainConfig(log_every=0)
+
+
+def test_a_diverging_loss_stops_the_run_at_the_next_read(data, tmp_path):
+    """A NaN loss at step 3 is seen at the step-5 read, before the step-5 checkpoint is written."""
+    from dataclasses import replace
+
+    cfg = TrainConfig(**{**TINY, "steps": 30, "eval_every": 0, "log_every": 5, "checkpoint_every": 5})
+    trainer = Trainer(cfg, *data, out_dir=tmp_path)
+    step = trainer.algorithm.step
+
+    def diverging(model, batch):
+        out = step(model, batch)
+        return replace(out, loss=out.loss * float("nan")) if batch.step >= 2 else out
+
+    trainer.algorithm.step = diverging
+    with pytest.raises(AuditError, match=r"^the fixmatch loss became nan by step 5; try a lower --lr$"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoint.pt").exists()
