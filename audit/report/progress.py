@@ -2,7 +2,7 @@
 
 On a terminal: rich bars on stderr, one per stage (``read``, ``neighbors``, ``bridge``, a
 training round), with the stage's stats (loss, accuracy). Off a terminal (a CI log, a pipe):
-plain lines, never redrawn: one when a stage that ran a second or more ends, and one every
+plain lines, never redrawn: one when a stage that ran a second or more (or a training run) ends, and one every
 ``PLAIN_EVERY`` seconds while a long stage runs (``train: 1200/5000 (24%), 61 s, about 190 s
 left; loss 0.412``), so a log shows a long training is alive. ``--quiet``: nothing.
 
@@ -50,6 +50,7 @@ class Progress:
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, float] = {}
         self.last_line: dict[str, float] = {}
+        self.always: set[str] = set()  # stages whose end is logged however short (training runs)
 
     def __enter__(self) -> "Progress":
         self.bars.start()
@@ -69,8 +70,8 @@ class Progress:
         took = now - self.started[stage]
         if total and done >= total:
             del self.started[stage]
-            if took >= PLAIN_MIN:
-                self._line(f"{stage}: {total} done in {took:.1f} s" + (f"; {stats}" if stats else ""))
+            if took >= PLAIN_MIN or stage in self.always:
+                self._line(f"{stage}: {total}/{total} done in {took:.1f} s" + (f"; {stats}" if stats else ""))
         elif now - self.last_line[stage] >= self.every:
             self.last_line[stage] = now
             self._line(f"{stage}: {_count(done, total)}, {took:.0f} s{_left(done, total, took)}"
@@ -98,6 +99,7 @@ class TrainingProgress:
 
     def round(self, r: int, start: int, pool: int) -> None:
         self.stage = f"{self.algo} round {r} ({pool} images)" if r else f"{self.algo} ({pool} images)"
+        self.progress.always.add(self.stage)
         if self.progress.plain:
             self.progress.note(f"{self.stage}: training from step {start} of {self.steps}")
         self.progress(self.stage, start, self.steps)

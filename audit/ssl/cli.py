@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from audit.errors import InvalidParameterError, invalid_parameter
 from audit.ssl.algorithms import ALGORITHMS
@@ -116,28 +114,18 @@ def train(
     lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
                                   labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
 
-    err = Console(stderr=True)
-    progress = Progress(TextColumn(f"[bold]{algo}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err, disable=quiet)
-    task = progress.add_task("train", total=steps, stats="")
+    from audit.report.progress import Progress, console
 
-    def on_progress(info) -> None:
-        stats = f"loss {info.loss:.3f}"
-        if "mask_rate" in info.logs:
-            stats += f"  mask {info.logs['mask_rate']:.2f}"
-        if info.test_acc is not None:
-            stats += f"  acc {100 * info.test_acc:.1f}%"
-        progress.update(task, completed=info.step, stats=stats)
-
-    trainer = Trainer(config, lab, unl, tst, out_dir=out, on_progress=on_progress)  # checks data first
+    bars = Progress(console(stderr=True, quiet=quiet))  # the one progress display: plain lines in a CI log
+    progress = bars.training(algo, steps)
+    trainer = Trainer(config, lab, unl, tst, out_dir=out, on_progress=progress.step)  # checks data first
     if force:
         from audit.ssl.checkpoint import clear_run
 
         clear_run(out)  # only now that the data is known good: a failed start keeps the old run
-    if resume:
-        progress.update(task, completed=trainer.resume())  # a bad checkpoint fails before any output
-    with progress:
+    start = trainer.resume() if resume else 0  # a bad checkpoint fails before any output
+    with bars:
+        progress.round(0, start, len(unl))
         result = trainer.fit()
 
     from audit.report.text import printable

@@ -155,7 +155,7 @@ def test_progress_in_a_log_prints_plain_periodic_lines():
         progress("quick", 1, 1)  # under a second: no line
     lines = buf.getvalue().splitlines()
     assert lines[0] == "train: 20/100 (20%), 10 s, about 40 s left; loss 0.048"
-    assert len(lines) == 5 and lines[-1] == "train: 100 done in 50.0 s; loss 0.010"
+    assert len(lines) == 5 and lines[-1] == "train: 100/100 done in 50.0 s; loss 0.010"
     assert not any("quick" in line for line in lines) and "\x1b" not in buf.getvalue()
 
 
