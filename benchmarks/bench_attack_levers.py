@@ -122,6 +122,15 @@ def arms() -> dict[str, Arm]:
         "sharpened guess, and MixUp itself blends images, so the bridge is not the only interpolation "
         "the model sees (λu ramped over 1 000 steps: a 1/16 ramp collapses a short run).",
         algo(replace(d, algos=("mixmatch",)), rampup_steps=1000))
+    # chosen after d-mixmatch (MixMatch was the only algorithm whose front rose through the run)
+    mix = algo(replace(d, algos=("mixmatch",)), rampup_steps=1000)
+    add("d-mixmatch-long", "algorithm × length",
+        "MixMatch's front was still rising at step 2 000 (+0.19 past the clean boundary and climbing): "
+        "three times as long (6 000 steps) it reaches x*.", replace(mix, train=replace(mix.train, steps=6000)))
+    add("d-edge-mixmatch", "algorithm × pair",
+        "On d-edge's pairs (same seeds, same surrogate choice), MixMatch's extra push past the boundary "
+        "turns more of them into successes than FixMatch's 5/8.", replace(mix, seed=100, trials=8),
+        "near-boundary", (0.85, 0.95))
     # --- density and number of bridge images near the front ------------------------------------
     add("d-density", "density/number",
         "More bridge images where the front stalls (the uniform and x densities put 1.3x and 2x as many "
