@@ -17,13 +17,15 @@ goes through the same ``L_s``, so ``x'`` lands on the line of its bridge.
 **The default (``max_side``).** The working size is the majority size of the pool (ties: larger
 area, then larger height), kept as it is when its longer side is at most ``max_side`` (MNIST,
 CIFAR, SVHN pools are unchanged: the 33-cell Fashion-MNIST table is computed at 28×28), else
-scaled, aspect kept, so that its longer side is ``max_side``. ``DEFAULT_MAX_SIDE = 32`` was chosen
+scaled, aspect kept, so that its longer side is ``max_side``. ``DEFAULT_MAX_SIDE = 40`` was chosen
 by measurement (``benchmarks/bench_real_pools.py``, ``docs/benchmarks.md``): a 30-image bridge of
-400×400 RGBA clip art planted in openclipart-png is found whole, in order, with its source, at
-32, 48 and 64; at 64 the PCA sample of the later scan alone costs ~1 GB (10k rows × 12 288 dims,
-float64) and a 100k photo pool holds 0.9 GB of thumbnails, over the 2 GB target, where 32
-holds 0.23 GB. An explicit ``size`` always wins; ``max_side=None`` keeps the majority size
-whatever it is (the old behaviour; bounded only by the memory budget).
+400×400 RGBA clip art planted in openclipart-png, and a 100-image JPEG bridge planted in 100k
+640×480 photos, are found whole, in order and with their source at 40 and 48; at 32 the clean
+openclipart pool gains two bridges that are artefacts of the low resolution (97 and 21 images of
+small line art that blur into near-lines); 48 costs more for nothing found (openclipart peak RSS
+0.97 → 1.24 GB, photos 124 → 157 CPU-s) and 64 breaks the 1.5 GB openclipart target (1.93 GB: the
+scan's PCA sample is 10k rows × 12 288 dims in float64). An explicit ``size`` always wins;
+``max_side=None`` keeps the majority size whatever it is (bounded only by the memory budget).
 
 **The map, per source size, the same for every file format** (:func:`prereduce`, :func:`fit`):
 when the source is at least 8 times the working size on both sides, it is first reduced to the
@@ -48,7 +50,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-DEFAULT_MAX_SIDE = 32  # see the module docstring: measured, not guessed
+DEFAULT_MAX_SIDE = 40  # see the module docstring: measured, not guessed
 SIZE_SAMPLE = 1024  # file headers read to choose the working size of a folder (all when fewer)
 _REDUCING_GAP = 2.0  # PIL: integer-reduce first while the remaining factor stays >= this
 

@@ -117,9 +117,9 @@ def test_a_few_huge_images_do_not_make_every_image_huge(tmp_path, gray28):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert s.shape == (32, 32, 1) and len(s) == 41  # the majority size, capped at 32 a side
+    assert s.shape == (40, 40, 1) and len(s) == 41  # the majority size, capped at 40 a side
     assert peak < 32 << 20  # one 4 MB decode at a time, 41 thumbnails of 1 kB
-    assert "working size 32×32: the most common size 2000×2000 scaled" in s.notes[0]
+    assert "working size 40×40: the most common size 2000×2000 scaled" in s.notes[0]
     assert s.summary["native_sizes"] == [{"size": "2000x2000", "count": 21}, {"size": "28x28", "count": 20}]
 
 

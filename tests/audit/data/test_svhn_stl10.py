@@ -33,11 +33,12 @@ def test_stl10_file_is_upright(tmp_path, rgb32):
     s = load_images(tmp_path / "train_X.bin", max_side=None)
     np.testing.assert_array_equal(s.images, images)
     np.testing.assert_array_equal(s.labels, [1, 0, 9])
-    # the default working size caps the longer side at 32: a box average of each 3×3 block,
-    # which gives back the 32×32 images exactly (upscale96 repeats each pixel 3×3)
-    small = load_images(tmp_path / "train_X.bin")
+    # a working size capped at 32 a side: a box average of each 3×3 block, which gives back the
+    # 32×32 images exactly (upscale96 repeats each pixel 3×3)
+    small = load_images(tmp_path / "train_X.bin", max_side=32)
     np.testing.assert_array_equal(small.images, rgb32[:3])
     assert "resized 3 of 3 images to 32×32" in small.notes and small.summary["working_size"] == "32x32"
+    assert load_images(tmp_path / "train_X.bin").shape == (40, 40, 3)  # the default cap: 40
 
 
 def test_stl10_directory_with_unlabeled_pool(tmp_path, rgb32):
