@@ -5,7 +5,7 @@
 ``*_y.bin`` is uint8 labels 1..10, mapped to 0..9. ``class_names.txt`` gives the names.
 The unlabeled pool (100k images, 2.8 GB) is read only when present. Files are memory-mapped
 and converted in slices straight to the requested size (for ``load_images``: the working size,
-see ``resolution``), so the 100k pool at 32×32 needs 0.3 GB, not 2.8 GB; the budget is checked
+see ``resolution``), so the 100k pool at 40×40 needs 0.58 GB, not 2.8 GB; the budget is checked
 on the output before anything is read.
 """
 
