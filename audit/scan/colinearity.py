@@ -61,6 +61,10 @@ class ColinearityConfig:
     # latent slerp 0.88-0.99, colour jitter 0.54-0.91), which the path detector reports as such.
     # Straight chains measure 0.07 (exact), 0.30 (σ 4 noise), 0.4 (JPEG q85)
     max_systematic: float = 0.6
+    # a bridge joins two different natural images (x' and x* of different classes), so its span
+    # is at least a typical distance between neighbours: chains of faint near-blank clip art
+    # (pixel std 2-6, spans of 270-360 px against the pool's 1-NN median) are not bridges
+    min_span: float = 1.0  # × the pool's median projected 1-NN distance, copies left out
     min_chain: int = 3  # a 3-point chain is still a finding (score grows with length)
     chunk: int = 2048  # points v per vectorised proposal batch
 
@@ -71,6 +75,7 @@ class ColinearityConfig:
         for name in ("abs_slack", "rel_tol", "noise_factor", "noise_cap"):
             check_number(own, name, getattr(self, name), 0.0, low_open=True)
         check_number(own, "max_systematic", self.max_systematic, 0.0, 1.0, low_open=True)
+        check_number(own, "min_span", self.min_span, 0.0)
         check_number(own, "min_sep_factor", self.min_sep_factor, 0.0)
         check_number(own, "dup_max_diff", self.dup_max_diff, 0, 255, integer=True)
         check_number(own, "flat_std", self.flat_std, 0.0)
@@ -354,6 +359,17 @@ def merge_overlapping(chains: list[Chain], min_overlap: float = 0.5) -> list[Cha
     return out
 
 
+def typical_distance(graph: NeighborGraph, copy_ratio: float = 0.05) -> float:
+    """The pool's median nearest-neighbour distance (projected), near copies left out: an image
+    whose nearest neighbour is 20× closer than its K-th is a copy of it (27% of openclipart's
+    images; their 0-length pairs halved the median)."""
+    sq = graph.sqdist
+    ok = np.isfinite(sq[:, 0]) & np.isfinite(sq[:, -1])
+    d1, dk = np.sqrt(np.maximum(sq[ok, 0], 0)), np.sqrt(np.maximum(sq[ok, -1], 0))
+    natural = d1[d1 > copy_ratio * dk]
+    return float(np.median(natural)) if len(natural) else 0.0
+
+
 def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
                 cfg: ColinearityConfig, points: np.ndarray | None = None) -> tuple[list[Chain], dict]:
     """Stages 1-3 over the whole pool (or only triples centred on ``points``).
@@ -368,9 +384,9 @@ def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
     full = np.full(len(features), -1.0)
     np.maximum.at(full, triples[:, 1], linearity)
     best = np.where(full >= 0, full, best)
-    nn1 = np.sqrt(np.maximum(graph.sqdist[:, 0][np.isfinite(graph.sqdist[:, 0])], 0))
-    cap = cfg.noise_cap * float(np.median(nn1)) if len(nn1) else np.inf
-    chains, curved = [], 0
+    typical = typical_distance(graph)
+    cap = cfg.noise_cap * typical if typical > 0 else np.inf
+    chains, curved, short = [], 0, 0
     for seed in seed_groups(confirmed, features.projected):
         c = grow_chain(features, eligible, seed, cfg, cap)
         if c is None:
@@ -378,9 +394,12 @@ def find_chains(features: Features, graph: NeighborGraph, eligible: np.ndarray,
         if not c.extra["exact"] and c.extra["systematic"] > cfg.max_systematic:
             curved += 1  # not a line: a curve or a jittered path (the path detector's)
             continue
+        if c.length < cfg.min_span * typical:
+            short += 1  # its ends are closer than natural neighbours: not two different images
+            continue
         # a chain held together only by the re-save allowance needs more than one triple
         if len(c.members) >= cfg.min_chain and (c.extra["exact"] or len(c.members) >= cfg.min_chain + 2):
             chains.append(c)
     return merge_overlapping(chains), {"proposed_triples": int(len(triples)),
-                                       "confirmed_triples": int(ok.sum()), "curved_chains": curved,
+                                       "confirmed_triples": int(ok.sum()), "curved_chains": curved, "short_chains": short,
                                        "noise_cap_px": cap, "linearity": best}

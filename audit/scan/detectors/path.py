@@ -21,7 +21,8 @@ scale is fitted to one dataset. In the invariant view the length is the aligned 
 two standardised images (best relative shift up to ``max_shift`` px), computed for the tightest
 ``align_fraction`` of links only (the magnitudes forget positions: they propose, pixels decide).
 
-Paths. Components of tight links with at least ``min_size`` images whose extent (largest
+Paths. Components of tight links with at least ``min_size`` distinct images (near copies, links
+with r <= 0.02, count once) whose extent (largest
 distance between members / median link) is at least ``min_extent``: a path goes somewhere; a
 group of near copies (every member next to every other) does not. Candidates of both views
 that share an image are one finding, ordered along the links from one end to the other. An end
@@ -46,6 +47,7 @@ from audit.findings import Finding, Member, Severity
 from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View, check_number
 
 VIEWS = ("pixels", "invariant", "features")
+DUPLICATE_R = 0.02  # a link 50× shorter than the K-th neighbour: near copies (bridge links: ~0.1)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,10 @@ class Path(Detector):
             length = _aligned(inputs, src, dst, cfg.max_shift)
             r = length / scale
             q = min(1.0, cfg.quantile / cfg.align_fraction)  # the same share of all links
-        reference = float(np.quantile(r, q)) if len(r) else 0.0
+        # the reference is a natural link: links between near copies (r below DUPLICATE_R, e.g.
+        # 964 groups in openclipart) would pull the quantile to 0 and switch the detector off
+        natural = r[r > DUPLICATE_R]
+        reference = float(np.quantile(natural, q)) if len(natural) else 0.0
         tight = r <= cfg.tightness * reference
         return _Links(view, src, dst, np.asarray(length, np.float64), r.astype(np.float64), reference, tight)
 
@@ -180,19 +185,26 @@ class Path(Detector):
         out = []
         proj = lk.view.projected
         length = lk.length[lk.tight]
+        copy = lk.r[lk.tight] <= DUPLICATE_R
+        # images joined by copy links count once: a group of copies is one image, not a path
+        adj_copy = sparse.coo_matrix((np.ones(int(copy.sum())), (s[copy], d[copy])), shape=(n, n)).tocsr()
+        _, image_of = connected_components(adj_copy, directed=False)
         for c in np.flatnonzero(sizes >= cfg.min_size):
             members = np.flatnonzero(label == c)
             if points is not None and points.isdisjoint(members.tolist()):
                 continue  # an incremental scan reports what the new batch takes part in
-            inside = np.isin(s, members)
+            inside = np.isin(s, members) & ~copy
+            if len(np.unique(image_of[members])) < cfg.min_size or not inside.any():
+                continue
             step = float(np.median(length[inside]))
             if lk.view.name == "invariant":  # magnitudes shrink a path's length: measure it aligned
                 extent = _aligned_diameter(inputs, proj, members, cfg.max_shift) / max(step, 1e-9)
             else:
                 extent = _diameter(proj[members]) / max(step, 1e-9)
             if extent >= cfg.min_extent:
+                links = np.isin(s, members)
                 out.append({"view": lk.view.name, "members": members, "extent": float(extent),
-                            "links": (s[inside], d[inside]), "r": float(np.median(lk.r[lk.tight][inside])),
+                            "links": (s[links], d[links]), "r": float(np.median(lk.r[lk.tight][inside])),
                             "reference": lk.reference})
         return out
 

@@ -193,3 +193,36 @@ def test_a_bridge_is_found_in_the_feature_space_of_a_small_model_trained_here(cl
     assert len(got & set(range(n0, n0 + N))) >= 0.4 * N and got <= set(range(n0, n0 + N))
     without = scan(make_set(pool), ScanConfig(detectors=("path",), options={"path": {"views": ("features",)}}))
     assert without.params["stats"]["path"]["features"] == "unavailable" and not without.findings
+
+
+def test_copies_neither_switch_the_detector_off_nor_make_a_path(clean_images, fashion):
+    """A third of the images with a copy (a fifth of openclipart's do): the pool's reference
+    link must come from natural neighbours, and a group of copies is one image, not a path."""
+    clean = _pool(clean_images, fashion)
+    rng = np.random.default_rng(0)
+    copies = clean[rng.choice(len(clean), len(clean) // 3, replace=False)]
+    group = np.repeat(clean[:1], 9, axis=0)  # nine copies of one image: links of length 0
+    bridge, _ = _curve(fashion, "bezier", rng)
+    pool = np.concatenate([clean, copies, group, bridge])
+    n0 = len(pool) - N
+    res = scan(make_set(pool), ScanConfig(detectors=("path",)))
+    assert res.params["stats"]["path"]["pixels"]["reference_r"] > 0.05
+    found = [f for f in res.findings if {m.index for m in f.members} & set(range(n0, n0 + N))]
+    assert found and len({m.index for m in found[0].members} & set(range(n0, n0 + N))) >= 0.9 * N
+    assert not [f for f in res.findings if {m.index for m in f.members} <= set(range(n0 - 9, n0))]
+
+
+def test_a_chain_shorter_than_natural_neighbours_is_not_a_bridge(clean_images):
+    """Faint images (clip-art outlines lost in a thumbnail) exactly on a line whose whole span is
+    below the pool's typical neighbour distance: a line, but not between two different images."""
+    rng = np.random.default_rng(0)
+    base = 128.0 + 3.0 * rng.choice([-1.0, 1.0], (28, 28, 1))  # pixel std 3: not blank
+    step = rng.choice([0.0, 1.0], (28, 28, 1))
+    faint = np.stack([base + 12.0 * (k / 11) * step for k in range(12)])  # span 12·√392 ≈ 240 px
+    faint = np.clip(np.rint(faint), 0, 255).astype(np.uint8)
+    res = scan(make_set(np.concatenate([clean_images, faint])), ScanConfig(detectors=("bridge",)))
+    stats = res.params["stats"]["bridge"]
+    assert not [f for f in res.findings if f.kind == "bridge"] and stats["short_chains"] >= 1
+    lenient = scan(make_set(np.concatenate([clean_images, faint])),
+                   ScanConfig(detectors=("bridge",), options={"bridge": {"min_span": 0.0}}))
+    assert [f for f in lenient.findings if f.kind == "bridge"]  # the chain is there: span decides
