@@ -53,15 +53,6 @@ def cpu_small() -> BenchConfig:
         train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
 
 
-@PRESETS("gpu")
-def gpu() -> BenchConfig:
-    return BenchConfig(
-        dataset="fashion-mnist", labels_per_class=25, pool=5000, algos=("fixmatch",), attacks=("linear",),
-        ratios=(0.02,), densities=("1.5-x",), trials=1, preset="gpu", dynamics_scores=("influence", "chain", "chain+pixels"),
-        train=TrainSetup(model="cnn", steps=20000, batch_size=32, mu=7, observe_every=250,
-                         augment_options={"fill": 0.0}))
-
-
 @PRESETS("paper")
 def paper() -> BenchConfig:
     return BenchConfig(
@@ -75,3 +66,13 @@ def paper_densities() -> BenchConfig:
     base = paper()
     return BenchConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
                           "algos": ("fixmatch",), "densities": tuple(DENSITIES), "preset": "paper-densities"})
+
+
+@PRESETS("gpu")
+def gpu() -> BenchConfig:
+    return BenchConfig(
+        dataset="fashion-mnist", labels_per_class=25, pool=5000, algos=("fixmatch",), attacks=("linear",),
+        ratios=(0.02,), densities=("1.5-x",), trials=1, preset="gpu",
+        dynamics_scores=("influence", "chain", "chain+pixels"),
+        train=TrainSetup(model="cnn", steps=20000, batch_size=32, mu=7, observe_every=250,
+                         augment_options={"fill": 0.0}))
