@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from audit.errors import InvalidParameterError
-from redteam.attacks._bridge import bridge_points, check_int, linear_bridge, perturbed, to_uint8
+from redteam.attacks._bridge import bridge_points, check_choice, check_int, linear_bridge, perturbed, to_uint8
+
+PADDINGS = ("reflect", "zero")
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 
 
@@ -28,9 +30,13 @@ class TranslateConfig:
     # the victim's ±12.5% weak augmentation (2 is allowed: 7% at 28 px)
     max_shift: int = 1
     perturb_ends: bool = False  # keep α=0 (x') and α=1 (x* itself) exact: the target must be x*
+    # what fills the uncovered border: reflect (the victim's weak augmentation), or zero (a plain
+    # np.roll-and-blank shift, what most image tools do)
+    padding: str = "reflect"
 
     def __post_init__(self) -> None:
         check_int("translate", "max_shift", self.max_shift, 1, 8)
+        check_choice("translate", "padding", self.padding, PADDINGS)
 
 
 def draw_shifts(n: int, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -41,15 +47,16 @@ def draw_shifts(n: int, max_shift: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([k // side - max_shift, k % side - max_shift], axis=1).astype(np.int64)
 
 
-def translate(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def translate(images: np.ndarray, shifts: np.ndarray, padding: str = "reflect") -> np.ndarray:
     """Shift each uint8 ``H×W×C`` image by (dy, dx) (content moves down/right for positive
-    values), reflect-padded; returns uint8 ``n×H×W×C``."""
+    values), the border filled by ``padding`` (reflect or zero); returns uint8 ``n×H×W×C``."""
     n, h, w, _ = images.shape
     m = int(np.abs(shifts).max()) if len(shifts) else 0
     if m >= min(h, w):
-        raise InvalidParameterError(f"cannot translate {h}×{w} images by {m} pixels (reflect padding needs "
+        raise InvalidParameterError(f"cannot translate {h}×{w} images by {m} pixels (the padding needs "
                                     f"a shift smaller than the side)")
-    padded = np.pad(images, ((0, 0), (m, m), (m, m), (0, 0)), mode="reflect")
+    mode = {"reflect": "reflect", "zero": "constant"}[padding]
+    padded = np.pad(images, ((0, 0), (m, m), (m, m), (0, 0)), mode=mode)
     out = np.empty_like(images)
     for i, (dy, dx) in enumerate(shifts):
         out[i] = padded[i, m - dy: m - dy + h, m - dx: m - dx + w]
@@ -69,6 +76,6 @@ class Translate(Attack):
         mask = perturbed(len(a), cfg.perturb_ends)
         shifts = draw_shifts(len(a), cfg.max_shift, rng)
         shifts[~mask] = 0
-        return PoisonBatch(images=translate(images, shifts), points=bridge_points(a),
+        return PoisonBatch(images=translate(images, shifts, cfg.padding), points=bridge_points(a),
                            meta={"interpolation": "linear pixel blend + translation",
                                  "shifts": shifts.tolist()})

@@ -168,3 +168,12 @@ def test_slerp_runs_on_a_great_circle_of_the_latent_codes(ctx):
     assert 0.0 < batch.meta["angle_deg"] < 180.0 and batch.meta["dim"] == 8
     with pytest.raises(InvalidParameterError, match="'dim' parameter of slerp"):
         SlerpConfig(dim=1)
+
+
+def test_translate_zero_padding_blanks_the_uncovered_border():
+    img = np.arange(1, 26, dtype=np.uint8).reshape(1, 5, 5, 1)
+    out = translate(img, np.array([[1, -2]]), padding="zero")
+    assert out[0, 0].max() == 0 and out[0, :, -2:].max() == 0  # top row, right two columns: blank
+    np.testing.assert_array_equal(out[0, 1:, :3], img[0, :4, 2:])  # the rest moved down 1, left 2
+    with pytest.raises(InvalidParameterError, match="'padding' parameter of translate"):
+        TranslateConfig(padding="wrap")
