@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-JSON_SCHEMA_VERSION = "1.0"
+# 1.1 (additive): n_skipped/skipped, notes, input (the reader's summary), finding ids and
+# overlaps, stored/new marking of --against scans; per-image bridge scores for every image
+JSON_SCHEMA_VERSION = "1.1"
 
 
 class Severity(str, Enum):

@@ -80,7 +80,7 @@ def test_audit_result_json_is_stable_and_flags_by_severity():
     res = AuditResult(tool="scan", root="pool", ids=("a.png", "b.png", "c.png", "d.png"),
                       findings=(bridge, dup), unreadable=(Unreadable("x.png", "truncated"),))
     doc = json.loads(json.dumps(res.to_json()))
-    assert doc["schema_version"] == "1.0" and doc["n_images"] == 4
+    assert doc["schema_version"] == "1.1" and doc["n_images"] == 4
     assert doc["flagged"] == ["a.png", "b.png"]  # info findings do not flag
     assert doc["unreadable"] == [{"path": "x.png", "reason": "truncated"}]
     assert doc["counts"] == {"bridge": {"error": 1}, "near_duplicate": {"info": 1}}
