@@ -11,7 +11,7 @@ the other formats go to stderr. Exit codes: 0 gate passed, 1 gate failed (a find
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
@@ -63,7 +63,11 @@ def scan(
     k: int = typer.Option(DEFAULT_K, "--k", min=2, rich_help_panel=_TUNING,
                           help="Neighbours per image; a bridge point needs its chain neighbours among them."),
     detectors: str = typer.Option(DEFAULT_DETECTORS, "--detectors", rich_help_panel=_TUNING,
-                                  help="Comma-separated detectors to run (--against never runs cluster)."),
+                                  help="Comma-separated detectors to run (--against never runs cluster). See docs/detectors.md."),
+    detector_options: Optional[List[str]] = typer.Option(None, "--set", metavar="DETECTOR.KEY=VALUE", rich_help_panel=_TUNING,
+                                                         help="Override a detector's option, e.g. --set path.min_size=8 (repeatable; docs/detectors.md)."),
+    features: Optional[Path] = typer.Option(None, "--features", metavar="FILE", rich_help_panel=_TUNING,
+                                            help="Your own per-image embeddings (.npz with features + ids, or .npy in pool order): the path detector also looks in that space."),
     top: int = typer.Option(10, "--top", min=1, help="Findings listed in the text summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary; errors and --format output only."),
     include_hidden: bool = typer.Option(False, "--include-hidden",
@@ -77,6 +81,9 @@ def scan(
         raise InvalidParameterError("--update needs --against STORE (the stored index to add this batch to)")
     if save_index is not None and against is not None:
         raise InvalidParameterError("--save-index cannot be combined with --against; use --against STORE --update to grow STORE")
+    if features is not None and against is not None:
+        raise InvalidParameterError("--features cannot be combined with --against: a stored index holds no embeddings; "
+                                    "scan the whole pool with --features instead")
     if not directory.exists():
         raise DataError(f"{directory}: no such file or directory")
     if labeled is not None and not labeled.is_dir():
@@ -95,7 +102,7 @@ def scan(
                             csv_path=csv_path, summary_path=summary_path, top=top, quiet=quiet)
     scanned = "scanned folder" if directory.is_dir() else "scanned file"
     prepare_outputs([*request.outputs(), Output("--save-index", save_index, REPLACED)],
-                    {scanned: directory, "--labeled": labeled, "--against": against})
+                    {scanned: directory, "--labeled": labeled, "--against": against, "--features": features})
     # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
     from audit.data.load import load_images, load_labeled_folder
     from audit.report.ci import gate
@@ -108,7 +115,8 @@ def scan(
     from audit.scan.pipeline import scan_with_context
     from audit.scan.store import update_store
 
-    config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()))
+    config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
+                        options=_detector_options(detector_options or []))
     config.validate()
 
     with Progress(console(stderr=True, quiet=quiet)) as progress:
@@ -131,7 +139,13 @@ def scan(
                 what = "1 readable image" if len(images) == 1 else f"{len(images)} readable images"
                 raise DataError(f"{directory}: only {what}; a scan needs at least 3 "
                                 "(to check a small batch, scan it --against a saved index)")
-            result, context = scan_with_context(images, config, labeled=labeled_set, progress=progress)
+            embeddings = None
+            if features is not None:
+                from audit.data.embeddings import load_embeddings
+
+                embeddings = load_embeddings(features, images.ids)
+            result, context = scan_with_context(images, config, labeled=labeled_set, progress=progress,
+                                                embeddings=embeddings)
             if save_index is not None:
                 progress("save index", 0, 1)
                 store_index(context, save_index, lock_timeout=lock_timeout)  # the features and index just built
@@ -180,6 +194,23 @@ def _with_stored_previews(batch, result, store: Path):
     rows = np.asarray(st["rows"][[i for i, _ in want]]).reshape((len(want),) + tuple(st["shape"]))
     old = ImageSet(images=np.ascontiguousarray(rows), ids=tuple(mid for _, mid in want))
     return ImageSet.concat([batch.without_labels(), old])
+
+
+def _detector_options(items: list[str]) -> dict[str, dict]:
+    """``--set DETECTOR.KEY=VALUE`` items grouped per detector, typed by its config
+    (``audit.overrides``, the syntax every CLI shares)."""
+    from audit.overrides import parse_overrides
+    from audit.scan.detectors import DETECTORS
+
+    grouped: dict[str, list[str]] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        if not dot or "=" not in rest or "=" in name:
+            raise InvalidParameterError(f"The '--set' option of audit scan must be DETECTOR.KEY=VALUE, e.g. "
+                                        f"path.min_size=8. Got {item!r} instead.")
+        grouped.setdefault(name.strip(), []).append(rest)
+    return {name: parse_overrides(rest, DETECTORS.get(name).Config, owner=f"detector '{name}'", command="audit scan")
+            for name, rest in grouped.items()}
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -183,7 +183,9 @@ def config_from(cls: type, options: Mapping[str, Any], owner: str):
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise invalid_parameter(unknown[0], owner, f"one of its options ({', '.join(names)})", options[unknown[0]])
-    return cls(**options)
+    # a JSON list (``--set path.views=["pixels"]``) for a tuple field becomes a tuple: configs stay hashable
+    tuples = {f.name for f in fields(cls) if isinstance(f.default, tuple)}
+    return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in options.items()})
 
 
 def check_number(owner: str, name: str, value: Any, low: float, high: float | None = None, *,

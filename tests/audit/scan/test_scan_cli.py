@@ -496,3 +496,50 @@ def test_piped_output_never_wraps_names(tmp_path):
     res = _invoke(folder, "--fail-on", "never")
     assert res.exit_code == 0
     assert any(name in line for line in res.stdout.splitlines())  # whole, on one line (CliRunner is not a TTY)
+
+
+# --- detector options and your own feature space (#14) -------------------------------------------
+
+
+@pytest.mark.parametrize("item, message", [
+    ("path.min_size=2", "'min_size' parameter of PathConfig must be an int >= 3"),
+    ("pathmin_size=8", "must be DETECTOR.KEY=VALUE"),
+    ("nosuch.k=1", "Unknown detector 'nosuch'. Available: bridge, path"),
+    ("path.nosuch=1", "Unknown parameter 'nosuch' of detector 'path'. Valid: views, k_link"),
+    ("bridge.rel_tol=wide", "'rel_tol' parameter of detector 'bridge' must be a float"),
+])
+def test_detector_options_are_checked_before_any_work(pools, item, message):
+    res = _invoke(str(pools["clean"]), "--set", item)
+    assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_detector_options_reach_the_detector(pools, tmp_path):
+    out = tmp_path / "r.json"
+    res = _invoke(str(pools["clean"]), "--set", "path.min_size=9", "--set", 'path.views=["pixels"]',
+                  "--json", str(out), "--fail-on", "never")
+    assert res.exit_code == 0, res.stderr
+    opts = json.loads(out.read_text())["params"]["options"]["path"]
+    assert opts["min_size"] == 9 and opts["views"] == ["pixels"]
+
+
+def test_features_file_gives_the_path_detector_its_space(pools, tmp_path):
+    from audit.data.load import load_images
+
+    pool = load_images(pools["poisoned"])
+    rows = pool.images.reshape(len(pool), -1)[:, ::7].astype(np.float32)  # any per-image vector
+    np.savez(tmp_path / "emb.npz", features=rows[::-1], ids=np.array(pool.ids[::-1]))  # order is by id
+    out = tmp_path / "r.json"
+    res = _invoke(str(pools["poisoned"]), "--features", str(tmp_path / "emb.npz"), "--json", str(out),
+                  "--fail-on", "never")
+    assert res.exit_code == 0, res.stderr
+    stats = json.loads(out.read_text())["params"]["stats"]["path"]
+    assert stats["features"] != "unavailable" and stats["features"]["links"] > 0
+    bad = _invoke(str(pools["poisoned"]), "--features", str(tmp_path / "nope.npz"))
+    assert bad.exit_code == 2 and "no such file" in bad.stderr
+
+
+def test_features_cannot_be_combined_with_against(pools, tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((3, 2)))
+    res = _invoke(str(pools["clean"]), "--against", str(tmp_path / "store"), "--features", str(tmp_path / "e.npy"))
+    assert res.exit_code == 2 and "--features cannot be combined with --against" in res.stderr
