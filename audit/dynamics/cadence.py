@@ -10,9 +10,10 @@ docs/benchmarks.md), so a 20-step cadence more than doubles the run. Three caden
 * ``passes``: every p passes over the unlabeled pool, ``ceil(p·N / (μ·B))`` steps
   (``--record-every epoch``, ``--record-every 2epochs``): follows the pool, as the paper does;
 * ``budget``: as often as keeps recording within a share of training time (``--record-budget
-  0.1``): a record is made when the recording time so far plus the expected cost of one more
-  record stays within ``budget ×`` the training time so far; the expected cost is the mean of the
-  records made (before the first, a timed prediction on a slice of the pool scaled to the whole).
+  0.1``): a record is made when the recording time so far plus the expected cost of two more
+  records (this one, and the last step's, which always records) stays within ``budget ×`` the
+  training time so far; the expected cost is the mean of the records made (before the first, a
+  timed prediction on a slice of the pool scaled to the whole).
 
 Every cadence also records at the last step.
 """
@@ -68,10 +69,8 @@ class Cadence:
             return cls(budget=float(budget))
         if every is None:
             return cls(steps=DEFAULT_RECORD_EVERY)
-        if isinstance(every, int) and not isinstance(every, bool):
-            return cls(steps=every)
         text = str(every).strip().lower()
-        if text.isdigit():
+        if text.isdigit() and int(text) >= 1:
             return cls(steps=int(text))
         m = _PASSES.match(text)
         if m is None or (m.group(1) is not None and float(m.group(1)) <= 0):
@@ -140,7 +139,8 @@ class TimedRecording:
             probe = self.clock() - t0
             self.seconds += probe
             self._estimate = probe * len(images) / n
-        return self.seconds + self._estimate <= self.budget * self._train_s
+        # one record is kept in reserve: the last step always records, and must fit the budget too
+        return self.seconds + 2 * self._estimate <= self.budget * self._train_s
 
     def on_resume(self, step: int) -> None:
         self.inner.on_resume(step)

@@ -182,17 +182,18 @@ class RecorderObserver:
     """
 
     def __init__(self, recorder: Recorder, images: ImageSet, *, use_ema: bool = True,
-                 batch_size: int = 1024) -> None:
+                 batch_size: int | None = None) -> None:
         if tuple(images.ids) != recorder.ids:
             raise PredictionsError(f"RecorderObserver: the recorder at {recorder.path} was opened for "
                                    f"{len(recorder.ids)} ids that are not the {len(images)} unlabeled images "
                                    f"({_first_mismatch(recorder.ids, images.ids)}).")
-        if batch_size < 1:
-            raise invalid_parameter("batch_size", "RecorderObserver", "an int >= 1", batch_size)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise invalid_parameter("batch_size", "RecorderObserver", "None (the trainer's choice) or an int >= 1",
+                                    batch_size)
         self.recorder = recorder
         self.images = images
         self.use_ema = bool(use_ema)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
 
     def __call__(self, event: Any) -> None:
         if event.final and self.recorder.last_step == int(event.step):

@@ -49,20 +49,32 @@ def csv_kinds(result: AuditResult) -> list[str]:
     return kinds
 
 
-def dumps(result: AuditResult) -> str:
+def rows(result: AuditResult) -> list[dict]:
+    """The per-image table as a list of dicts (pandas: ``pd.DataFrame(rows(result))``): ``id``
+    (exact), then per kind ``is_<kind>_issue`` (bool) and ``<kind>_score`` (float, None where NaN
+    or absent), in the CSV's column order."""
     kinds = csv_kinds(result)
     members: dict[str, set[str]] = {k: set() for k in kinds}
     for f in result.findings:
         members[f.kind].update(m.id for m in f.members)
+    out = []
+    for row, image_id in enumerate(result.ids):
+        cells: dict = {"id": image_id}
+        for k in kinds:
+            cells[f"is_{k}_issue"] = image_id in members[k]
+            cells[f"{k}_score"] = _score(result, k, row)
+        out.append(cells)
+    return out
+
+
+def dumps(result: AuditResult) -> str:
+    table = rows(result)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id"] + [c for k in kinds for c in (f"is_{k}_issue", f"{k}_score")])
-    for row, image_id in enumerate(result.ids):
-        cells = [safe_cell(printable(image_id))]
-        for k in kinds:
-            cells.append("True" if image_id in members[k] else "False")
-            cells.append(_score(result, k, row))
-        w.writerow(cells)
+    w.writerow(["id"] + [c for k in csv_kinds(result) for c in (f"is_{k}_issue", f"{k}_score")])
+    for cells in table:
+        w.writerow([safe_cell(printable(cells.pop("id")))]
+                   + ["" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in cells.values()])
     return buf.getvalue()
 
 
@@ -71,9 +83,9 @@ def write_csv(result: AuditResult, path: str | Path) -> Path:
     return write_atomic(path, dumps(result))
 
 
-def _score(result: AuditResult, kind: str, row: int) -> str:
+def _score(result: AuditResult, kind: str, row: int) -> float | None:
     arr = result.scores.get(kind)
     if arr is None or row >= len(arr):
-        return ""
+        return None
     x = float(arr[row])
-    return "" if math.isnan(x) or math.isinf(x) else f"{x:.6g}"
+    return None if math.isnan(x) or math.isinf(x) else x

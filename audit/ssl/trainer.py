@@ -199,11 +199,12 @@ class Trainer:
             e.copy_(b)  # BatchNorm statistics are copied, as in FixMatch's code
 
     # --- evaluation, prediction, observers -----------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, images: ImageSet | np.ndarray, *, model: nn.Module | None = None,
-                batch_size: int = 1024) -> np.ndarray:
+                batch_size: int | None = None) -> np.ndarray:
         """float32 ``N×C`` softmax of ``model`` (default: the EMA model) on the clean, un-augmented
-        images (uint8 ``N×H×W×C``, same shape as the training images), eval mode, no gradient."""
+        images (uint8 ``N×H×W×C``, same shape as the training images), eval mode, no gradient;
+        ``batch_size`` images per forward pass (default :meth:`predict_batch`)."""
         arr = images.images if isinstance(images, ImageSet) else images
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != self.labeled.shape:
             raise ShapeMismatchError(
@@ -211,8 +212,18 @@ class Trainer:
                 f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
         return self._probs(model or self.ema_model, torch.from_numpy(np.ascontiguousarray(arr)), batch_size).cpu().numpy()
 
-    @torch.no_grad()
-    def _probs(self, model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def predict_batch(self) -> int:
+        """Images per forward pass when predicting: 1024 on a GPU; on a CPU ~200k pixels (256 images
+        of 28×28), whose activations stay in cache: a record of 60k Fashion-MNIST images takes 0.6x
+        the time it takes in batches of 1024 (docs/benchmarks.md, "Recording cost")."""
+        if self.device.type != "cpu":
+            return 1024
+        h, w, _ = self.labeled.shape
+        return max(16, 200_000 // (h * w))
+
+    @torch.inference_mode()
+    def _probs(self, model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        batch_size = batch_size or self.predict_batch()
         was_training = model.training
         model.eval()
         out = [torch.softmax(model(to_float(x[i:i + batch_size].to(self.device), self.device)).float(), dim=1)

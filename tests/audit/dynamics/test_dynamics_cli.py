@@ -266,3 +266,17 @@ def test_an_interrupted_recording_resumes_without_losing_or_duplicating_records(
     a, b = load_predictions(full.predictions), load_predictions(resumed.predictions)
     assert a.steps.tolist() == b.steps.tolist() == [3, 6, 9, 12]
     np.testing.assert_array_equal(a.probs, b.probs)
+
+
+def test_recording_cadence_options_fail_before_any_work(tmp_path, pool):
+    root, ids = pool
+    line = one_error_line(dyn("--dataset", "digits", "--out", tmp_path / "r", "--record-every", "often"))
+    assert "'--record-every' parameter of audit dynamics must be a number of steps (40), 'epoch'" in line
+    assert "left out with --record-budget" in one_error_line(
+        dyn("--dataset", "digits", "--out", tmp_path / "r", "--record-every", "epoch", "--record-budget", "0.1"))
+    assert "share of training time in (0, 1)" in one_error_line(
+        dyn("--dataset", "digits", "--out", tmp_path / "r", "--record-budget", "10"))
+    preds = _npz(tmp_path / "p.npz", ids, np.full((len(ids), 4, 3), 1 / 3, np.float32))
+    assert "--record-budget trains a model" in one_error_line(
+        dyn("--predictions", preds, "--unlabeled", root, "--record-budget", "0.1"))
+    assert not (tmp_path / "r").exists()
