@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -162,10 +163,24 @@ def _audit_exe() -> str:
 
 
 def race(store: Path, batches: list[Path]) -> list[int]:
-    """Start one ``audit scan BATCH --against STORE --update`` per batch at once; exit codes."""
-    procs = [subprocess.Popen([_audit_exe(), "scan", str(b), "--against", str(store), "--update", "--fail-on",
-                               "never", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for b in batches]
+    """Start one ``audit scan BATCH --against STORE --update`` per batch while holding STORE's
+    lock, let go once every run waits on it (has the lock file open), return the exit codes."""
+    lock = str((store / "store.lock").resolve())
+
+    def waiting(p) -> bool:
+        try:
+            return any(os.readlink(f"/proc/{p.pid}/fd/{fd}") == lock for fd in os.listdir(f"/proc/{p.pid}/fd"))
+        except OSError:
+            return False
+
+    with StoreWriter(store):
+        procs = [subprocess.Popen([_audit_exe(), "scan", str(b), "--against", str(store), "--update", "--fail-on",
+                                   "never", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for b in batches]
+        deadline = time.monotonic() + 300
+        while not all(waiting(p) for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(waiting(p) for p in procs)
     return [p.wait(timeout=600) for p in procs]
 
 
