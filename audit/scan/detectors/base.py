@@ -68,6 +68,9 @@ class View:
 
 
 VIEWS = ("pixels", "invariant", "features")
+# the invariant view only proposes candidates (aligned pixel distances decide), so fewer
+# dimensions do: its kNN search, the largest cost the view adds, shrinks with them
+INVARIANT_DIM = 32
 
 # invariant view: no zero padding. Standardising makes a black background a non-zero constant,
 # and a zero frame around it would not move with the content; without one, a shift that keeps
@@ -137,7 +140,7 @@ class ScanInputs:
         rows = self.features.rows
         rng = np.random.default_rng(st.seed)
         take = np.sort(rng.choice(len(self), size=min(len(self), st.sample), replace=False))
-        proj = fit_projection(invariant_rows(rows[take], self.shape, INVARIANT_PAD), dim=st.dim, seed=st.seed)
+        proj = fit_projection(invariant_rows(rows[take], self.shape, INVARIANT_PAD), dim=min(st.dim, INVARIANT_DIM), seed=st.seed)
         projected = np.empty((len(self), proj.dim), np.float32)
         step = 16_384
         for s in range(0, len(self), step):
