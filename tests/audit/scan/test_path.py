@@ -115,7 +115,7 @@ def test_a_straight_bridge_is_left_to_the_bridge_detector(clean_images, fashion)
 @pytest.mark.parametrize("options, message", [
     ({"views": ("pixels", "fourier")}, "'views' parameter of PathConfig"),
     ({"views": "pixels"}, "'views' parameter of PathConfig"),
-    ({"k_mutual": 1}, "'k_mutual' parameter of PathConfig must be an int >= 4"),
+    ({"k_mutual": 1}, "'k_mutual' parameter of PathConfig must be an int >= 6"),
     ({"tightness": 0}, "'tightness' parameter of PathConfig"),
     ({"min_size": 2}, "'min_size' parameter of PathConfig"),
 ])
