@@ -44,6 +44,16 @@ class LabeledRows:
         names = self.images.class_names
         return None if label is None or names is None or not 0 <= label < len(names) else names[label]
 
+    def source_evidence(self, src: dict | None) -> dict:
+        """The evidence keys a finding with a labeled source x' carries (none without one)."""
+        if src is None:
+            return {}
+        out = {"source_labeled_id": src["id"], "source_class": src["label"]}
+        name = self.class_name(src["label"])
+        if name is not None:
+            out["source_class_name"] = name
+        return out
+
 
 @dataclass(frozen=True)
 class GraphSettings:

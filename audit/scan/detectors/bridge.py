@@ -89,12 +89,8 @@ def chain_finding(chain: Chain, inputs: ScanInputs, cfg: ColinearityConfig) -> F
         "exact_rounding": chain.extra.get("exact", False),
         "noise_px": chain.extra.get("noise", 0.0),
     }
-    if src is not None:
-        evidence["source_labeled_id"] = src["id"]
-        evidence["source_class"] = src["label"]
-        name = inputs.labeled.class_name(src["label"]) if inputs.labeled is not None else None
-        if name is not None:
-            evidence["source_class_name"] = name
+    if inputs.labeled is not None:
+        evidence.update(inputs.labeled.source_evidence(src))
     who = f"from labeled {src['id']} " if src is not None else ""
     summary = (f"{n} images on one pixel-space line {who}between {ids[members[0]]} and {ids[members[-1]]} "
                f"(max residual {chain.residuals.max():.1f} px over a {chain.length:.0f} px span)")

@@ -253,12 +253,8 @@ class Path(Detector):
             "tighter_than_pool": round(tighter, 2),
             "endpoints": [ids[members[0]], ids[members[-1]]],
         }
-        if src is not None:
-            evidence["source_labeled_id"] = src["id"]
-            evidence["source_class"] = src["label"]
-            name = inputs.labeled.class_name(src["label"]) if inputs.labeled is not None else None
-            if name is not None:
-                evidence["source_class_name"] = name
+        if inputs.labeled is not None:
+            evidence.update(inputs.labeled.source_evidence(src))
         who = f"from labeled {src['id']} " if src is not None else ""
         names = {"pixels": "pixel space", "invariant": "the translation- and brightness-invariant view",
                  "features": "the given feature space"}
