@@ -94,7 +94,8 @@ class Faults:
                 counted = name == "fsync" or faults._ours(args[0], kw.get("dir_fd") or kw.get("src_dir_fd"))
                 if name == "open":
                     counted = counted and args[1] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
-                if counted and faults.step(name):
+                kind = "rmtree" if name in ("unlink", "rmdir") and kw.get("dir_fd") is not None else name
+                if counted and faults.step(kind):
                     faults.die()
                 if name == "fsync":  # a killed process loses no page cache: durability is not on trial here
                     return None
@@ -185,9 +186,11 @@ def run(work: Path, scenarios: tuple[str, ...], torn: bool, every: int) -> list[
         kinds = json.loads(counter.read_text())
         total = len(kinds)
         # every operation that changes a name (create, mkdir, rename, replace, unlink, rmdir) is a
-        # kill point; data writes and fsyncs, every ``every``-th of them (all with --every 1)
-        data_ops = [n for n, kind in enumerate(kinds, 1) if kind in ("write", "fsync")]
-        chosen = sorted({n for n, kind in enumerate(kinds, 1) if kind not in ("write", "fsync")} | set(data_ops[::every]))
+        # kill point; data writes, fsyncs and the deletions inside one folder's removal (alike),
+        # every ``every``-th of them (all with --every 1)
+        sampled = ("write", "fsync", "rmtree")
+        data_ops = [n for n, kind in enumerate(kinds, 1) if kind in sampled]
+        chosen = sorted({n for n, kind in enumerate(kinds, 1) if kind not in sampled} | set(data_ops[::every]))
         points = [(n, False) for n in chosen] + [(n, True) for n in chosen if torn and kinds[n - 1] == "write"]
         failures = []
         t0 = time.perf_counter()
