@@ -13,7 +13,9 @@ docs/benchmarks.md), so a 20-step cadence more than doubles the run. Three caden
   0.1``): a record is made when the recording time so far plus the expected cost of two more
   records (this one, and the last step's, which always records) stays within ``budget ×`` the
   training time so far; the expected cost is the mean of the records made (before the first, a
-  timed prediction on a slice of the pool scaled to the whole).
+  timed prediction on a slice of the pool scaled to the whole). A run too short for its budget
+  still makes the ``MIN_RECORDS`` the scores need (at a third and two thirds of the run, and
+  the end): its printed share then says what they cost.
 
 Every cadence also records at the last step.
 """
@@ -26,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from audit.dynamics.predictions import MIN_RECORDS
 from audit.errors import invalid_parameter
 
 # Steps between records when nothing is said: fine enough to order bridge members on a 5k pool
@@ -131,6 +134,9 @@ class TimedRecording:
         self._last = self.clock()
 
     def _due(self, event: Any) -> bool:
+        total = getattr(getattr(event.trainer, "config", None), "steps", None)
+        if total and self.calls < MIN_RECORDS * event.step // total:
+            return True  # behind the minimum the scores need: record whatever the budget says
         if self._estimate is None:  # time a slice once: the first record must fit the budget too
             images = self.inner.images
             n = min(len(images), PROBE_IMAGES)

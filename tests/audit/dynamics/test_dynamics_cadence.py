@@ -53,6 +53,7 @@ class FakeRun:
         self.now += self.record_s * share
 
     def train(self, gate: TimedRecording, steps: int) -> None:
+        self.trainer.config = SimpleNamespace(steps=steps)
         for step in range(1, steps + 1):
             self.now += self.step_s
             gate(SimpleNamespace(step=step, final=step == steps, trainer=self.trainer, model=None))
@@ -76,7 +77,7 @@ class _Images:
         return len(self.images)
 
 
-@pytest.mark.parametrize(("step_s", "record_s"), [(1.0, 20.0), (0.7, 5.0), (2.0, 150.0)])
+@pytest.mark.parametrize(("step_s", "record_s"), [(1.0, 20.0), (0.7, 5.0), (2.0, 100.0)])
 def test_a_budget_keeps_recording_within_its_share(step_s, record_s):
     run = FakeRun(60_000, step_s, record_s)
     followed = []
@@ -90,6 +91,14 @@ def test_a_budget_keeps_recording_within_its_share(step_s, record_s):
     gaps = np.diff(run.recorded[:-1])
     assert len(gaps) == 0 or gaps.min() >= int(0.9 * record_s / (0.1 * step_s))  # spread out, never bunched
     assert PROBE_IMAGES < 60_000  # the probe timed a slice, not a whole record
+
+
+def test_a_run_too_short_for_its_budget_still_makes_the_records_scores_need():
+    run = FakeRun(60_000, 1.0, 60.0)  # one record = 60 steps: a 10% budget of 300 steps allows none
+    gate = TimedRecording(run.recorder, [], budget=0.1, clock=lambda: run.now)
+    run.train(gate, 300)
+    assert run.recorded == [100, 200, 300]  # a third, two thirds, the end
+    assert gate.seconds / 300 > 0.1  # and the share it reports says the budget was exceeded
 
 
 def test_a_fixed_cadence_records_every_call_and_times_it():
