@@ -15,9 +15,9 @@ Two pieces, both computed from the uint8 pixel rows the scan already holds:
   here. Neighbours found in this space are *candidates*: magnitudes forget where things are, so
   unrelated images can look alike.
 * :func:`aligned_distance`: the candidates' real distance, the smallest RMS difference of the two
-  standardised images over every relative shift up to ``max_shift`` pixels in each direction
-  (on the overlap of the two frames, scaled to the full image), computed for all shifts at once
-  by Fourier cross-correlation. Two members of a bridge whose points were each shifted by up to
+  standardised images (their luminance) over every relative shift up to ``max_shift`` pixels in
+  each direction (on the overlap of the two frames, scaled to the full image), computed for all
+  shifts at once by Fourier cross-correlation. Two members of a bridge whose points were each shifted by up to
   ``s`` pixels differ by a relative shift of up to ``2s``: pass ``max_shift = 2s``.
 
 Shape contract: rows uint8 ``N×D`` with ``D = H·W·C``; invariant rows float32
@@ -65,11 +65,14 @@ def invariant_rows(rows: np.ndarray, shape: tuple[int, int, int], pad: int = 0) 
 def aligned_distance(rows: np.ndarray, shape: tuple[int, int, int], a: np.ndarray, b: np.ndarray,
                      max_shift: int, chunk: int = 2048) -> np.ndarray:
     """float32 distance between standardised images ``a[i]`` and ``b[i]`` at their best relative
-    shift (each coordinate within ``±max_shift``), ``sqrt(D · mean squared difference on the
-    overlap)``: the pixel distance when the best shift is 0.
+    shift (each coordinate within ``±max_shift``), ``sqrt(H·W · mean squared difference on the
+    overlap)``: the (luminance) pixel distance when the best shift is 0.
 
-    All shifts at once: with zero-padded transforms, the overlap sums of ``A²``, ``B²`` and
-    ``A·B`` and the overlap size are four cross-correlations."""
+    Colour images are compared on their luminance: a shift moves every channel alike, and one
+    channel keeps a colour pool's cost at a gray one's. All shifts at once: with zero-padded
+    transforms, the overlap sums of ``A²``, ``B²`` and ``A·B`` and the overlap size are
+    cross-correlations. Pairs are taken in order of their first image, and each distinct image
+    of a chunk is transformed once."""
     h, w, c = shape
     m = int(max_shift)
     a = np.asarray(a, np.int64)
@@ -80,15 +83,24 @@ def aligned_distance(rows: np.ndarray, shape: tuple[int, int, int], a: np.ndarra
     f1 = sfft.rfft2(np.ones((h, w), np.float32), **kw)
     dy = np.r_[0 : m + 1, hp - m : hp]  # shift offsets in the correlation output, -m..m wrapped
     dx = np.r_[0 : m + 1, wp - m : wp]
-    count = np.maximum(sfft.irfft2(f1 * np.conj(f1), **kw)[np.ix_(dy, dx)], 1.0) * c
+    count = np.maximum(sfft.irfft2(f1 * np.conj(f1), **kw)[np.ix_(dy, dx)], 1.0)
+    order = np.argsort(a, kind="stable")
     for s in range(0, len(a), chunk):
-        xa = standardise(rows[a[s : s + chunk]], shape)
-        xb = standardise(rows[b[s : s + chunk]], shape)
-        fa, fb = sfft.rfft2(xa, **kw), sfft.rfft2(xb, **kw)
-        fa2, fb2 = sfft.rfft2(xa * xa, **kw), sfft.rfft2(xb * xb, **kw)
-        # overlap sums of A² + B² - 2AB for every shift, summed over channels in the frequency
-        # domain (linear), so one inverse transform per pair
-        spec = (fa2 * np.conj(f1) + f1 * np.conj(fb2) - 2.0 * fa * np.conj(fb)).sum(axis=1)
+        sel = order[s : s + chunk]
+        nodes, inverse = np.unique(np.concatenate([a[sel], b[sel]]), return_inverse=True)
+        x = _luminance(standardise(rows[nodes], shape))
+        fx, fx2 = sfft.rfft2(x, **kw), sfft.rfft2(x * x, **kw)
+        ia, ib = inverse[: len(sel)], inverse[len(sel) :]
+        # overlap sums of A² + B² - 2AB for every shift, one inverse transform per pair
+        spec = fx2[ia] * np.conj(f1) + f1 * np.conj(fx2[ib]) - 2.0 * fx[ia] * np.conj(fx[ib])
         sq = sfft.irfft2(spec, **kw)[:, dy][:, :, dx] / count
-        out[s : s + chunk] = np.sqrt(np.maximum(sq.reshape(len(sq), -1).min(axis=1), 0.0) * (h * w * c))
+        out[sel] = np.sqrt(np.maximum(sq.reshape(len(sq), -1).min(axis=1), 0.0) * (h * w))
+        release_pages(rows)  # random reads of a memory-mapped pool must not leave it all resident
     return out
+
+
+def _luminance(x: np.ndarray) -> np.ndarray:
+    """N×H×W from standardised N×C×H×W: ITU-R 601 luma for colour, the channel itself for gray."""
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))

@@ -41,6 +41,7 @@ def test_aligned_distance_is_the_best_shift_on_the_overlap(items):
     a, b, m = rng.integers(0, len(items), 25), rng.integers(0, len(items), 25), 3
     fast = aligned_distance(rows, shape, a, b, m)
     x = standardise(rows, shape)
+    x = x[:, :1]  # gray: the luminance is the channel itself
     h, w, c = shape
     slow = []
     for i, j in zip(a, b):
@@ -60,3 +61,21 @@ def test_an_image_and_its_shift_are_aligned_to_zero_distance(items):
     d = aligned_distance(rows, x.shape, np.array([0]), np.array([1]), max_shift=2)[0]
     assert d < 1.0  # the content moved 2 px up and right; its pixels agree on the overlap
     assert aligned_distance(rows, x.shape, np.array([0]), np.array([1]), max_shift=0)[0] > 100 * max(d, 1e-3)
+
+
+def test_colour_images_are_aligned_on_their_luminance():
+    rng = np.random.default_rng(1)
+    shape = (10, 9, 3)
+    rows = rng.integers(0, 256, (6, 10 * 9 * 3)).astype(np.uint8)
+    a, b = np.array([0, 1, 2, 3]), np.array([4, 5, 0, 1])
+    fast = aligned_distance(rows, shape, a, b, 2)
+    x = standardise(rows, shape)
+    lum = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))
+    h, w = shape[:2]
+    slow = []
+    for i, j in zip(a, b):
+        best = min(float(((lum[i][max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+                           - lum[j][max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]) ** 2).mean())
+                   for dy in range(-2, 3) for dx in range(-2, 3))
+        slow.append(np.sqrt(best * h * w))
+    assert np.allclose(fast, slow, rtol=1e-3, atol=1.0)

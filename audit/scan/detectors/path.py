@@ -47,6 +47,7 @@ from audit.findings import Finding, Member, Severity
 from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View, check_number
 
 VIEWS = ("pixels", "invariant", "features")
+_CHUNK = 1 << 18  # links per step of the mutual-neighbour check
 DUPLICATE_R = 0.02  # a link 50× shorter than the K-th neighbour: near copies (bridge links: ~0.1)
 
 
@@ -154,7 +155,9 @@ class Path(Detector):
         length = np.sqrt(np.maximum(sq[:, :kl].ravel(), 0))
         ok = dst >= 0
         src, dst, length = src[ok], dst[ok], length[ok]
-        mutual = (idx[dst, :km] == src[:, None]).any(axis=1)
+        mutual = np.zeros(len(src), bool)
+        for s0 in range(0, len(src), _CHUNK):  # never a links × k_mutual gather at once (0.6 GB at 1M)
+            mutual[s0 : s0 + _CHUNK] = (idx[dst[s0 : s0 + _CHUNK], :km] == src[s0 : s0 + _CHUNK, None]).any(axis=1)
         keep = mutual & (src < dst) | (mutual & ~_has_reverse(src, dst, n))  # each undirected link once
         src, dst, length = src[keep], dst[keep], length[keep]
         eligible = inputs.eligible[src] & inputs.eligible[dst]
