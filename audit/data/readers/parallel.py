@@ -99,7 +99,7 @@ def _run(jobs: list[Job], size, max_pixels: int, workers: int, on_done) -> Itera
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    job = futures[fut]
+                    job = futures.pop(fut)  # drop the future with its result once handed on
                     try:
                         res = fut.result()
                     except BrokenProcessPool:
