@@ -247,7 +247,7 @@ class Path(Detector):
         for j, m in enumerate(members):
             role = first if j == 0 else last if j == n - 1 else None
             out.append(Member(id=ids[m], index=int(m), alpha=float(position[j]), role=role, score=float(score[m])))
-        views = sorted({c["view"] for c in group})
+        views = [v for v in VIEWS if any(c["view"] == v for c in group)]
         extent = max(c["extent"] for c in group)
         tighter = float(np.median([c["reference"] / max(c["r"], 1e-9) for c in group]))
         evidence: dict[str, Any] = {
