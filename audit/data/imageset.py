@@ -1,9 +1,12 @@
 """ImageSet: the one in-memory form every reader produces and every consumer takes.
 
 Contract: ``images`` is uint8 ``N×H×W×C`` (C is 1 or 3), C-contiguous; ``ids`` are stable,
-unique strings (for folders: the path relative to the scanned root, with '/' separators);
+unique strings (for folders: the path relative to the scanned root, with '/' separators; a name
+that is not valid UTF-8 keeps its undecodable bytes as lone surrogates, PEP 383, so
+``os.fsencode(id)`` gives back the exact bytes: JSON keeps that form, human outputs escape it);
 ``labels`` is int64 ``N`` or None (unlabeled). Files that could not be read are kept in
-``unreadable`` with a reason, never silently dropped.
+``unreadable`` with a reason, entries passed over on purpose in ``skipped``, never silently
+dropped.
 """
 
 from __future__ import annotations
