@@ -79,11 +79,21 @@ def fit_projection(rows: np.ndarray, dim: int = 64, sample: int = 10_000, seed: 
     ``dim`` is capped at ``min(D, sample size)``; the fit is deterministic for a given seed."""
     if not isinstance(dim, int) or dim < 1:
         raise invalid_parameter("dim", "fit_projection", "an int >= 1", dim)
-    n, d_in = rows.shape
-    rng = np.random.default_rng(seed)
-    take = np.sort(rng.choice(n, size=min(n, sample), replace=False))
-    x = np.asarray(rows[take], dtype=np.float64)
+    x = np.asarray(rows[sample_rows(len(rows), sample, seed)], dtype=np.float64)
     release_pages(rows)
+    return fit_projection_on(x, dim=dim, seed=seed)
+
+
+def sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
+    """int64 sorted indices of the seeded sample :func:`fit_projection` fits on: a sharded scan
+    (``audit.engines``) fetches exactly these rows from its workers and fits the same PCA."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, sample), replace=False))
+
+
+def fit_projection_on(x: np.ndarray, dim: int = 64, seed: int = 0) -> Projection:
+    """The PCA of :func:`fit_projection` on its already drawn sample (float64 ``S×D``, modified)."""
+    d_in = x.shape[1]
     mean = x.mean(axis=0)
     x -= mean
     k = min(dim, d_in, len(x))

@@ -58,17 +58,12 @@ def build_index(x: np.ndarray, *, exact_max: int = EXACT_MAX, nprobe: int = IVF_
     faiss = _faiss()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
-    if n <= exact_max:
+    nlist = ivf_lists(n, exact_max)
+    if nlist is None:
         index, kind = faiss.IndexFlatL2(d), "flat"
     else:
-        nlist = int(min(4 * np.sqrt(n), n // 39))  # faiss wants >= 39 training points per list
-        quantizer = faiss.IndexFlatL2(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist)
-        index.cp.seed = seed
-        index.cp.niter = IVF_NITER
-        index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST  # faiss draws this sample, seeded
-        index.train(x)
-        index.nprobe = nprobe
+        take = ivf_training_rows(n, nlist, seed)
+        index = train_ivf(x if take is None else x[take], nlist, nprobe=nprobe, seed=seed)
         kind = "ivf"
     if use_gpu is None:
         use_gpu = gpu_available()
@@ -78,6 +73,43 @@ def build_index(x: np.ndarray, *, exact_max: int = EXACT_MAX, nprobe: int = IVF_
         kind = "gpu-" + kind
     index.add(x)
     return index, kind
+
+
+def ivf_lists(n: int, exact_max: int = EXACT_MAX) -> int | None:
+    """The IVF list count for ``n`` points, or None when they get an exact index."""
+    if n <= exact_max:
+        return None
+    return int(min(4 * np.sqrt(n), n // 39))  # faiss wants >= 39 training points per list
+
+
+def ivf_training_rows(n: int, nlist: int, seed: int) -> np.ndarray | None:
+    """int64 rows the IVF quantizer trains on, in faiss's own order (None: every row, in order).
+
+    This is the sample faiss's k-means draws itself (``rand_perm(n, seed)``, the first
+    ``nlist · IVF_TRAIN_PER_LIST``): a sharded scan fetches exactly these rows and trains the
+    same quantizer once (FAISS's recipe for indexes split over machines)."""
+    m = nlist * IVF_TRAIN_PER_LIST
+    if n <= m:
+        return None
+    faiss = _faiss()
+    perm = np.empty(n, np.int32)  # faiss's k-means draws an int permutation too
+    faiss.rand_perm(faiss.swig_ptr(perm), n, seed)
+    return perm[:m].astype(np.int64)
+
+
+def train_ivf(sample: np.ndarray, nlist: int, *, nprobe: int = IVF_NPROBE, seed: int = 0) -> Any:
+    """An empty ``IndexIVFFlat`` whose quantizer is trained on ``sample`` (float32 ``S×d``)."""
+    faiss = _faiss()
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    d = sample.shape[1]
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist)
+    index.cp.seed = seed
+    index.cp.niter = IVF_NITER
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+    index.train(sample)
+    index.nprobe = nprobe
+    return index
 
 
 @dataclass(frozen=True, eq=False)

@@ -149,11 +149,13 @@ def check_labeled(images: ImageSet, labeled: ImageSet | None) -> None:
 def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, config: ScanConfig, *,
                   labeled: ImageSet | None, progress: Progress | None, timings: dict[str, float],
                   points: np.ndarray | None = None, eligible: np.ndarray | None = None,
-                  root: str | None = None, embeddings: np.ndarray | None = None) -> AuditResult:
+                  root: str | None = None, embeddings: np.ndarray | None = None,
+                  views: Mapping[str, Any] | None = None) -> AuditResult:
     """Run the enabled detectors (registry order) on the shared features and graph; ``points``
     limits proposals to those rows (incremental scans: only the new batch and its neighbours,
     detectors that need the whole pool are skipped); ``eligible`` (bool N, not blank) is computed
-    from the rows when not given."""
+    from the rows when not given; ``views`` are views another engine already built (name ->
+    ``View``, see :mod:`audit.engines.sharded`), used instead of building them here."""
     n = len(features)
     if embeddings is not None and np.shape(embeddings)[0] != n:
         raise ShapeMismatchError(f"{np.shape(embeddings)[0]} embedding rows for {n} images")
@@ -165,7 +167,7 @@ def run_detectors(features: Features, graph: NeighborGraph, images: ImageSet, co
     shape = tuple(images.shape) if hasattr(images, "shape") else None
     inputs = ScanInputs(features=features, graph=graph, ids=tuple(images.ids), eligible=eligible, shape=shape,
                         labeled=lab, points=points, full_pool=points is None, settings=settings,
-                        embeddings=embeddings)
+                        embeddings=embeddings, _views=dict(views or {}))
     names = [d for d in config.ordered_detectors() if inputs.full_pool or not DETECTORS.get(d).needs_full_pool]
     outputs: dict[str, DetectorOutput] = {}
     for i, name in enumerate(names):

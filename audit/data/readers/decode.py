@@ -96,6 +96,13 @@ def open_image(path: str, follow: bool, max_pixels: int) -> tuple[Image.Image | 
         return None, os_reason(exc)
     finally:
         os.close(fd)
+    return open_stream(src, start)
+
+
+def open_stream(src, start: bytes) -> tuple[Image.Image | None, str | None]:
+    """:func:`open_image` once the bytes are at hand: ``src`` a seekable binary stream at
+    offset 0 (the file's, or an object's in a bucket, :mod:`audit.data.remote`), ``start`` its
+    first 12 bytes. The size limits are the caller's to check first."""
     if not start:
         return None, "empty file"
     try:
@@ -125,6 +132,11 @@ def decode_one(path: str, follow: bool, size: tuple[int, int], max_pixels: int):
     """``(array H×W×C uint8, None, flags, (h, w), mode)`` or ``(None, reason, 0, (h, w), mode)``
     where (h, w) and mode are the file's native ones (``(0, 0)`` and '' when unknown)."""
     im, reason = open_image(path, follow, max_pixels)
+    return decode_opened(im, reason, size, max_pixels)
+
+
+def decode_opened(im: Image.Image | None, reason: str | None, size: tuple[int, int], max_pixels: int):
+    """:func:`decode_one` for an image :func:`open_stream` opened (or its reason)."""
     if im is None:
         return None, reason, 0, (0, 0), ""
     native, mode = (im.size[1], im.size[0]), im.mode
