@@ -90,7 +90,7 @@ def invariant_task(threads: int, proj: Projection, shape: tuple, start: int, sto
     from audit.invariance import invariant_rows
 
     out = []
-    with _limits(threads):
+    with _limits(threads):  # audit.invariance imported first: the limits reach the libraries loaded
         for s in range(start, stop, INVARIANT_BLOCK):
             rows = gather(s, min(stop, s + INVARIANT_BLOCK), shape[2], layout, *blocks)
             out.append(proj.transform(invariant_rows(rows, shape, INVARIANT_PAD)))
@@ -101,6 +101,8 @@ def search_task(threads: int, index_bytes: np.ndarray | None, projected: np.ndar
                 kk: int, keep_index: bool):
     """One database shard: its index (the trained empty IVF given, or exact), then every query
     searched in it, in the local engine's query batches. ``(sqdist, ids)`` ``N×kk``, ids global."""
+    import faiss  # noqa: F401  (loaded before the limits: they apply to the libraries loaded then)
+
     with _limits(threads):
         return _search(index_bytes, projected, start, stop, kk, keep_index)
 

@@ -32,8 +32,8 @@ _TUNING = "Scan tuning"
 
 
 def scan(
-    directory: Path = typer.Argument(..., metavar="DIR", show_default=False,
-                                     help="Unlabeled pool: a folder of images, or any file `audit` can read (.npz, IDX, ...). Only read, never modified."),
+    directory: str = typer.Argument(..., metavar="DIR", show_default=False,
+                                    help="Unlabeled pool: a folder of images, or any file `audit` can read (.npz, IDX, ...), or a URL of a folder in object storage (s3://bucket/prefix, gs://..., file://...). Only read, never modified."),
     labeled: Optional[Path] = typer.Option(None, "--labeled", metavar="DIR",
                                            help="Labeled set (one sub-folder per class): bridges that start at a labeled image are reported with their source."),
     json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE", rich_help_panel=_REPORTS,
@@ -74,6 +74,10 @@ def scan(
                                         help="Also read hidden entries (names starting with '.'), which are otherwise skipped and listed in the reports."),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
                                          help="Also read through symlinks to folders and out of DIR, which are otherwise skipped and listed in the reports."),
+    engine: str = typer.Option("local", "--engine", metavar="local|ray",
+                               help="Where the scan runs: this process, or a Ray cluster (pip install 'ssl-poison-audit[ray]'); the same findings either way (docs/scale-out.md)."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR",
+                                          help="With --engine ray: the cluster to join (ray://host:10001, auto); default: start one on this machine."),
 ) -> None:
     """Scan an unlabeled image pool for poisoning: interpolation bridges, clusters of
     near-identical images, near duplicates (paper 5.2). Exit 0 pass, 1 gate failed, 2 error."""
@@ -84,7 +88,16 @@ def scan(
     if features is not None and against is not None:
         raise InvalidParameterError("--features cannot be combined with --against: a stored index holds no embeddings; "
                                     "scan the whole pool with --features instead")
-    if not directory.exists():
+    from audit.engines.run import is_sharded, previews as sharded_previews, read_pool, scan_pool
+
+    from audit.data.remote import is_url, local_path
+
+    source, url = directory, is_url(directory) and local_path(directory) is None
+    directory = Path(local_path(directory) or directory)
+    if engine not in ("local", "ray"):
+        raise invalid_parameter("--engine", "audit scan", "local or ray", engine)
+    sharded = is_sharded(source, engine)
+    if not url and not directory.exists():
         raise DataError(f"{directory}: no such file or directory")
     if labeled is not None and not labeled.is_dir():
         raise DataError(f"--labeled {labeled}: not a directory (expected one sub-folder of images per class)")
@@ -102,7 +115,7 @@ def scan(
                             csv_path=csv_path, summary_path=summary_path, top=top, quiet=quiet)
     scanned = "scanned folder" if directory.is_dir() else "scanned file"
     prepare_outputs([*request.outputs(), Output("--save-index", save_index, REPLACED)],
-                    {scanned: directory, "--labeled": labeled, "--against": against, "--features": features})
+                    {scanned: None if url else directory, "--labeled": labeled, "--against": against, "--features": features})
     # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
     from audit.data.load import load_images, load_labeled_folder
     from audit.report.ci import gate
@@ -112,7 +125,6 @@ def scan(
     from audit.report.text import printable
     from audit.scan import ScanConfig, save_index as store_index, scan_against
     from audit.scan.detectors import DETECTORS
-    from audit.scan.pipeline import scan_with_context
     from audit.scan.store import update_store
 
     config = ScanConfig(projection_dim=dim, k=k, detectors=tuple(d.strip() for d in detectors.split(",") if d.strip()),
@@ -120,10 +132,18 @@ def scan(
     config.validate()
 
     with Progress(console(stderr=True, quiet=quiet)) as progress:
-        images = load_images(directory, size=hw, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
-                             progress=lambda d, t: progress("read", d, t))
+        if sharded:  # a URL or --engine ray: the pool stays where the shards read it
+            from audit.data.readers._common import ReadOptions
+
+            images = read_pool(source, engine, address, ReadOptions(size=hw, include_hidden=include_hidden,
+                                                                    follow_symlinks=follow_symlinks), progress)
+            if against is not None:  # a batch checked against a store is small: scanned here
+                images = images.to_imageset()
+        else:
+            images = load_images(directory, size=hw, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
+                                 progress=lambda d, t: progress("read", d, t))
         if len(images) == 0:
-            raise EmptyDatasetError(f"{directory}: no readable image ({len(images.unreadable)} unreadable files)")
+            raise EmptyDatasetError(f"{source}: no readable image ({len(images.unreadable)} unreadable files)")
         labeled_set = None
         if labeled is not None:
             labeled_set = load_labeled_folder(labeled, size=hw or images.shape[:2], channels=images.shape[2],
@@ -137,15 +157,15 @@ def scan(
         else:
             if len(images) < 3:
                 what = "1 readable image" if len(images) == 1 else f"{len(images)} readable images"
-                raise DataError(f"{directory}: only {what}; a scan needs at least 3 "
+                raise DataError(f"{source}: only {what}; a scan needs at least 3 "
                                 "(to check a small batch, scan it --against a saved index)")
             embeddings = None
             if features is not None:
                 from audit.data.embeddings import load_embeddings
 
                 embeddings = load_embeddings(features, images.ids)
-            result, context = scan_with_context(images, config, labeled=labeled_set, progress=progress,
-                                                embeddings=embeddings)
+            result, context = scan_pool(images, config, labeled=labeled_set, progress=progress,
+                                        embeddings=embeddings, keep_index=save_index is not None)
             if save_index is not None:
                 progress("save index", 0, 1)
                 store_index(context, save_index, lock_timeout=lock_timeout)  # the features and index just built
@@ -155,8 +175,8 @@ def scan(
     if save_index is not None:
         messages.append(f"wrote {printable(save_index)}")
     if against is not None:
-        scope = Scope.against(result, images.ids, str(directory), str(against))
-        title = f"audit scan: {directory} against {against}"
+        scope = Scope.against(result, images.ids, source, str(against))
+        title = f"audit scan: {source} against {against}"
         if added:
             messages.append(f"added {added} images to {printable(against)}")
         elif update and gate(result, fail_on.value) == 0:
@@ -164,10 +184,10 @@ def scan(
         elif update:
             messages.append(f"not added to {printable(against)}: the gate failed")
     else:
-        scope, title = Scope(root=str(directory)), f"audit scan: {directory}"
+        scope, title = Scope(root=source), f"audit scan: {source}"
     previews = None
     if html_path is not None:
-        previews = images if against is None else _with_stored_previews(images, result, against)
+        previews = sharded_previews(images, result) if against is None else _with_stored_previews(images, result, against)
     kinds = list(result.params.get("detectors", []))
     extras = ReportExtras(previews=previews, labeled=labeled_set, scope=scope, local_ids=frozenset(images.ids),
                           title=title, kinds=kinds, rules={k: DETECTORS.get(k).summary for k in kinds},
