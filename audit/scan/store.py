@@ -41,7 +41,7 @@ from audit.features import Features, Projection, pixel_rows, row_std
 from audit.findings import AuditResult
 from audit.neighbors import NeighborGraph, drop_self, search
 from audit.scan.pipeline import Progress, ScanConfig, ScanContext, build_context, check_labeled, run_detectors
-from audit.scan.store_io import LAZY_BLOCK, LazyVerifier, check_size, verify
+from audit.scan.store_io import LAZY_BLOCK, LazyVerifier, check_size, read_small, verify
 from audit.scan.store_rows import Concat, StackedRows, VerifiedRows, write_rows
 from audit.scan.store_layout import DEFAULT_LOCK_TIMEOUT, StoreWriter, check_store_path, open_version, read_current
 
@@ -236,6 +236,20 @@ def load_store(path: str | Path, *, verify_checksums: bool = True) -> dict:
             if _current_name(path) == before:  # nothing moved under us: the store itself is wrong
                 raise
     raise CheckpointError(f"scan index at {path} changed 8 times while being opened; try again")
+
+
+def stored_shape(path: str | Path) -> tuple[int, int, int]:
+    """(H, W, C) of the images STORE holds, from its small meta.json only: a batch scanned
+    --against it is read at this size, whatever working size the batch alone would get."""
+    folder, _ = open_version(Path(path))
+    try:
+        meta = json.loads(read_small(folder / "meta.json", 1 << 20))
+        shape = tuple(int(v) for v in meta["shape"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"scan index at {path} has an unreadable meta.json") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise CheckpointError(f"scan index at {path} is corrupt: meta.json's shape is {shape}")
+    return shape  # type: ignore[return-value]
 
 
 def _current_name(path: Path) -> str | None:

@@ -91,3 +91,12 @@ def test_batch_of_another_shape_is_rejected(store):
     odd = ImageSet(np.zeros((2, 8, 8, 1), np.uint8), ("a", "b"))
     with pytest.raises(ShapeMismatchError, match="8×8×1"):
         scan_against(odd, store)
+
+
+def test_stored_shape_reads_only_the_metadata(halves, store, tmp_path):
+    from audit.scan.store import stored_shape
+
+    old, _ = halves
+    assert stored_shape(store) == tuple(old.shape)
+    with pytest.raises(CheckpointError):
+        stored_shape(tmp_path / "nothing-here")
