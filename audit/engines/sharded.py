@@ -63,29 +63,34 @@ def _run(ex: Executor, stage: str, tasks: list[Task], progress: Progress | None)
 # --- tasks (top-level functions: a cluster ships them by reference) -------------------------
 
 
-def threads() -> int:
-    """This process's BLAS thread count. A matrix product splits its rows over the threads, and
-    rows at a split round differently from rows inside a block: workers use the driver's count so
-    their products are the local engine's, bit for bit (Ray starts workers with one thread)."""
+def threads() -> dict[str, int]:
+    """This process's thread count per BLAS and OpenMP library (by file-name prefix). A matrix
+    product splits its rows over the threads, and rows at a split round differently from rows
+    inside a block: workers run with the driver's counts so their products are the local
+    engine's, bit for bit (Ray starts its workers with one thread)."""
     from threadpoolctl import threadpool_info
 
-    return max([int(i.get("num_threads", 1)) for i in threadpool_info() if i.get("user_api") == "blas"] or [1])
+    out: dict[str, int] = {}
+    for lib in threadpool_info():
+        if lib.get("user_api") in ("blas", "openmp"):
+            out[lib["prefix"]] = min(out.get(lib["prefix"], 1 << 30), int(lib.get("num_threads", 1)))
+    return out
 
 
-def _limits(n: int):
+def _limits(counts: dict[str, int]):
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=n)
+    return threadpool_limits(limits=dict(counts))
 
 
-def project_task(threads: int, proj: Projection, start: int, stop: int, channels: int, layout: list, *blocks):
+def project_task(threads: dict, proj: Projection, start: int, stop: int, channels: int, layout: list, *blocks):
     """Projected rows and pixel std of rows ``start..stop`` (batches of the local partition)."""
     rows = gather(start, stop, channels, layout, *blocks)
     with _limits(threads):
         return proj.transform_with_std(rows)
 
 
-def invariant_task(threads: int, proj: Projection, shape: tuple, start: int, stop: int, layout: list,
+def invariant_task(threads: dict, proj: Projection, shape: tuple, start: int, stop: int, layout: list,
                    *blocks) -> np.ndarray:
     from audit.invariance import invariant_rows
 
@@ -97,7 +102,7 @@ def invariant_task(threads: int, proj: Projection, shape: tuple, start: int, sto
     return np.concatenate(out)
 
 
-def search_task(threads: int, index_bytes: np.ndarray | None, projected: np.ndarray, start: int, stop: int,
+def search_task(threads: dict, index_bytes: np.ndarray | None, projected: np.ndarray, start: int, stop: int,
                 kk: int, keep_index: bool):
     """One database shard: its index (the trained empty IVF given, or exact), then every query
     searched in it, in the local engine's query batches. ``(sqdist, ids)`` ``N×kk``, ids global."""

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from audit.data import remote
-from audit.data.imageset import Unreadable
+from audit.data.imageset import ImageSet, Unreadable
 from audit.data.readers import decode as D
 from audit.data.readers._common import SCAN_BYTES_PER_IMAGE, ReadOptions, check_budget
 from audit.data.readers.folder import _empty_message, _Stats, working_size
@@ -245,18 +245,24 @@ def _array(path: Path, ex: Executor, opts: ReadOptions, progress: Progress | Non
     s = load_images(path, size=opts.size, channels=opts.channels, max_pixels=opts.max_pixels,
                     max_side=opts.max_side, max_bytes=opts.max_bytes,
                     progress=None if progress is None else (lambda d, t: progress("read", d, t)))
+    return from_imageset(s, ex, root=str(s.root or path))
+
+
+def from_imageset(s: ImageSet, ex: Executor, *, root: str | None = None, block_rows: int = ARRAY_BLOCK_ROWS) -> Pool:
+    """An ImageSet as blocks: row ranges of its ``.npy`` when it is a memory map of one (the file
+    is where the shards read their rows: no copy), else copies put into the executor's store."""
     n = len(s)
     src = _npy_file(s.images)
     blocks = []
-    for lo in range(0, n, ARRAY_BLOCK_ROWS):
-        hi = min(n, lo + ARRAY_BLOCK_ROWS)
-        if src is not None:  # the file is where the shards keep their rows: no copy
+    for lo in range(0, n, block_rows):
+        hi = min(n, lo + block_rows)
+        if src is not None:
             ref: Any = NpySlice(src, lo, hi)
         else:
             ref = ex.put(np.ascontiguousarray(s.images[lo:hi]).reshape(hi - lo, -1))
         blocks.append(Block(lo, hi - lo, s.shape[2], ref))
-    return Pool(blocks, s.ids, tuple(s.shape), str(s.root or path), s.unreadable, s.skipped, tuple(s.notes),
-                dict(s.summary))
+    return Pool(blocks, s.ids, tuple(s.shape), root if root is not None else str(s.root or ""), s.unreadable,
+                s.skipped, tuple(s.notes), dict(s.summary))
 
 
 def _npy_file(images: np.ndarray) -> str | None:
