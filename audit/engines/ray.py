@@ -1,6 +1,7 @@
 """The Ray executor: the sharded scan's tasks as Ray tasks (``audit scan --engine ray``).
 
-``RayExecutor()`` starts a local Ray instance with this machine's CPUs (or ``num_cpus``);
+``RayExecutor()`` joins the cluster named by ``RAY_ADDRESS`` if set, else starts a local Ray
+instance with this machine's CPUs (or ``num_cpus``);
 ``RayExecutor("ray://host:10001")`` / ``RayExecutor("auto")`` joins a running cluster, whose
 workers must have this package installed (the same version: tasks are shipped by reference).
 
@@ -14,6 +15,7 @@ Progress is reported per finished task.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from audit.engines.executor import DEFAULT_RETRIES, Executor, Progress, Task, TaskFailed, _tick, one_line
@@ -36,11 +38,15 @@ class RayExecutor(Executor):
         self.ray, self.retries = ray, retries
         self.owns = not ray.is_initialized()
         if self.owns:
+            # No --address: RAY_ADDRESS if set, else a fresh local instance ("local"). Ray's own
+            # default would also follow /tmp/ray/ray_current_cluster, which a stopped `ray start`
+            # leaves behind and which then fails with a connection error.
+            address = address or os.environ.get("RAY_ADDRESS") or "local"
             try:
-                ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                ray.init(address=address, num_cpus=num_cpus if address == "local" else None, include_dashboard=False,
                          logging_level="ERROR", log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address}"
                 raise AuditError(f"cannot start or reach {where}: {one_line(exc)}") from None
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._fns: dict[tuple, Any] = {}
