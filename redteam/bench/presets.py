@@ -8,6 +8,12 @@ docs/bench.md.
   at 0.5% and 1% (25 and 50 images), density 1.5-x, 3 trials of 1 200 steps (batch 32, μ 7: ~54
   passes over the pool, one prediction record per pass). 9 trials × ~6 min ≈ 55 min on 2 idle
   cores with 1 thread (measured 0.26 s/step).
+* ``adaptive``: the scan against attackers who know it (issue #14): Fashion-MNIST, a 5 000-image
+  pool, the 3.1 bridge and its adaptive variants at their defaults (``noise``, per-image
+  ``translate``, ``jitter_translate``, ``curved``, ``slerp``) at 1% (50 images), 2 trials each.
+  Training is short (300 steps): the scan detectors (``scan:bridge``, ``scan:path``) are the point
+  and do not depend on it; the attack's success does. Stronger variants (σ = 8 noise, ±2 px shifts,
+  GAN paths) with 5 seeds and cleanlab side by side: ``benchmarks/bench_adaptive.py``.
 * ``paper``: Table 1's setting for a GPU: CIFAR-10 from its python-version folder (``--dataset``
   to point elsewhere: SVHN, STL-10), WRN-28-2, 40 labels, FixMatch/MixMatch/UDA at 0.1/0.2/0.5%,
   8 trials, FixMatch's 2^20 steps of batch 64, μ 7, predictions recorded every 1 024 steps (FixMatch's
@@ -51,6 +57,15 @@ def cpu_small() -> BenchConfig:
         dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",), attacks=("linear",),
         ratios=(0.005, 0.01), densities=("1.5-x",), trials=3, preset="cpu-small",
         train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
+
+
+@PRESETS("adaptive")
+def adaptive() -> BenchConfig:
+    return BenchConfig(
+        dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",),
+        attacks=("linear", "noise", "translate", "jitter_translate", "curved", "slerp"), ratios=(0.01,),
+        densities=("1.5-x",), trials=2, preset="adaptive",
+        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=300, batch_size=32, mu=7))
 
 
 @PRESETS("paper")

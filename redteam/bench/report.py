@@ -142,7 +142,8 @@ def propagation_table(config: BenchConfig, results: list[TrialResult]) -> list[s
     front ended, the step from which it no longer moved (±0.05), P(y*|x*) at the end, and where
     the x*-end region confident in x*'s class began."""
     header = ["algorithm", "attack", "ratio", "density", "success", "final front", "max front",
-              "clean boundary", "front − boundary", "settled at step", "P(y*\\|x*) at the end", "x* end ≥0.95 from α"]
+              "clean boundary", "front − boundary", "settled at step", "P(y*\\|x*) at the end",
+              "x* end ≥0.95 from α"]
     groups: dict[tuple, list[TrialResult]] = {}
     for r in results:
         if r.ok and r.spec["attack"] != CONTROL and r.propagation is not None:

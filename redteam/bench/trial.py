@@ -12,16 +12,18 @@
 Detectors (the per-image scores the metrics rank; ``flagged`` = the images in the detector's own
 findings, what a user would review):
 
-* ``scan:bridge`` and ``scan:cluster``: ``AuditResult.scores`` of those kinds; flagged = members of
-  that kind's findings. Reported separately because they answer different threats: bridges are
-  exact pixel-space lines (linear attacks), clusters any tight group (jitter, translate, ...).
-* ``scan``: the whole scan as a reviewer reads its report: images in an error finding (bridge)
-  first, then warning (cluster), then info (near duplicate), each kind ordered by its own score.
+* ``scan:bridge``, ``scan:path`` and ``scan:cluster``: ``AuditResult.scores`` of those kinds;
+  flagged = members of that kind's findings. Reported separately because they answer different
+  threats: bridges are exact pixel-space lines (linear attacks), paths chains of unusually tight
+  links in a noise- and shift-tolerant view (adaptive attacks: noise, shifts, curves), clusters
+  any tight group (jitter, translate, ...).
+* ``scan``: the whole scan as a reviewer reads its report: images in an error finding (bridge,
+  path) first, then warning (cluster), then info (near duplicate), each kind ordered by its own score.
   A raw max over kinds would compare a chain length with a cluster score, two unrelated units.
   Flagged = ``AuditResult.flagged()`` (warning and above: what fails the CI gate).
 * ``dynamics:<score>`` for each score of ``TrialSpec.dynamics_scores``: ``scores["dynamics"]`` of
   :func:`audit.dynamics.score_predictions`; a name ending in ``+pixels`` gives the score the pool's
-  pixels as its features (chain: the neighbours it averages over; flip-chain: its link candidates)
+  pixels as its features (chain: the neighbours it averages over)
   (the variant docs/dynamics.md measured best). Flagged = members of its findings.
 """
 
@@ -47,6 +49,7 @@ from audit.dynamics.run import PREDICTIONS_DIR, record_run
 from audit.errors import PredictionsError, RunInterrupted
 from audit.findings import AuditResult
 from audit.scan import ScanConfig, scan
+from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS
 from audit.ssl.trainer import TrainConfig
 from redteam.bench.matrix import PIXELS, TrialSpec
 from redteam.bench.metrics import DetectionMetrics, detection_metrics
@@ -57,7 +60,6 @@ PROBE_DIR = "probe"  # the probe line's recording, beside the pool's (kept with 
 KEPT = (PREDICTIONS_DIR, PROBE_DIR, "manifest.json", "summary.json")  # what --keep-predictions keeps
 
 Phase = Callable[[str, int, int], None]  # (phase, done, total): "inject", "train", "scan", "dynamics"
-SCAN_ORDER = {"bridge": 2, "cluster": 1, "near_duplicate": 0}  # the severities audit.scan gives each kind
 _KIND_SPAN = 1e6  # a kind's own scores stay below this, so a higher-severity kind always ranks first
 
 
@@ -243,7 +245,8 @@ def _propagation(ds: PoisonedDataset, pred, line, alphas: np.ndarray, control: P
     read from the pool's recording by the manifest's α of each poisoned image."""
     m = ds.manifest
     if not np.array_equal(pred.steps, line.steps):  # both observers see every event: a bug if not
-        raise PredictionsError(f"the probe line was recorded at other steps than the pool ({line.steps} vs {pred.steps})")
+        raise PredictionsError(f"the probe line was recorded at other steps than the pool ({line.steps} vs "
+                               f"{pred.steps})")
     row = {i: k for k, i in enumerate(pred.ids)}
     main = [(row[p.path], p.alpha) for p in m.points if p.path_id == 0 and p.path in row]
     bridge = None if not main else pred.probs[[k for k, _ in main]]
@@ -255,11 +258,14 @@ def _propagation(ds: PoisonedDataset, pred, line, alphas: np.ndarray, control: P
 
 
 def scan_detectors(res: AuditResult, is_poison: np.ndarray) -> dict[str, DetectionMetrics]:
-    """``scan:bridge``, ``scan:cluster`` and the combined ``scan`` (module doc)."""
+    """``scan:KIND`` for every default scan detector that detects poison (``bridge``, ``path``,
+    ``cluster``) and the combined ``scan`` (module doc): a kind of higher severity ranks first,
+    within a kind its own score."""
     n = len(is_poison)
     out = {}
     combined = np.zeros(n)
-    for kind, rank in SCAN_ORDER.items():
+    for kind in DEFAULT_DETECTORS:
+        rank = DETECTORS.get(kind).severity.rank
         s = np.nan_to_num(np.asarray(res.scores.get(kind, np.zeros(n)), dtype=np.float64), nan=0.0)
         hit = s > 0
         combined[hit] = np.maximum(combined[hit], (rank + 1) * _KIND_SPAN + np.minimum(s[hit], _KIND_SPAN - 1))

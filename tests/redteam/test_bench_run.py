@@ -49,7 +49,7 @@ def test_config_is_validated_at_the_boundary():
         replace(TINY, ratios=(0.0,))
     with pytest.raises(UnknownNameError, match="Unknown algorithm 'fixmach'. Available: fixmatch"):
         replace(TINY, algos=("fixmach",))
-    with pytest.raises(UnknownNameError, match="Unknown preset 'big'. Available: smoke, cpu-small, paper"):
+    with pytest.raises(UnknownNameError, match="Unknown preset 'big'. Available: smoke, cpu-small, adaptive, paper"):
         PRESETS.get("big")
     with pytest.raises(InvalidParameterError, match="'trials' parameter"):
         replace(TINY, trials=0)
@@ -77,7 +77,7 @@ def test_bench_runs_resumes_and_reports(tmp_path, digits_splits):
     control, poisoned = out.results
     assert control.n_poison == 0 and poisoned.n_poison == 70 and poisoned.success in (True, False)
     assert 0.0 <= poisoned.test_acc <= 1.0
-    assert set(poisoned.detectors) == {"scan:bridge", "scan:cluster", "scan", "dynamics:influence",
+    assert set(poisoned.detectors) == {"scan:bridge", "scan:path", "scan:cluster", "scan", "dynamics:influence",
                                        "dynamics:chain", "dynamics:chain+pixels"}
     assert poisoned.detectors["scan:bridge"].auroc > 0.9  # a linear bridge in pixel space
     assert control.detectors["scan"].auroc is None and control.detectors["scan"].n_poison == 0
