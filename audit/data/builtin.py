@@ -4,11 +4,13 @@ and ``fashion-mnist`` (Debian package ``dataset-fashion-mnist``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from audit.data.imageset import ImageSet, Splits
-from audit.errors import DataError
+from audit.errors import DataError, invalid_parameter
+from audit.registry import Registry
 
 DIGITS_TEST_FRACTION = 0.2  # digits has no split of its own; ours is fixed (seed 0, stratified)
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -16,9 +18,17 @@ FASHION_MNIST_CLASSES = (
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
 )
 
+# name -> loader(root): the names are dataset identifiers (``--dataset fashion-mnist``), kept as
+# the datasets spell them; ``root`` is where a built-in's files are (None: its default place)
+BUILTINS: Registry[Callable[[str | Path | None], Splits]] = Registry("built-in dataset")
 
-def digits() -> Splits:
-    """scikit-learn digits as uint8 8×8×1 (values 0..16 scaled to 0..255), fixed stratified split."""
+
+@BUILTINS("digits")
+def digits(root: str | Path | None = None) -> Splits:
+    """scikit-learn digits as uint8 8×8×1 (values 0..16 scaled to 0..255), fixed stratified split.
+    It ships inside scikit-learn: there is no ``root`` to give."""
+    if root is not None:
+        raise invalid_parameter("root", "load_dataset", "None for the built-in 'digits'", root)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -45,6 +55,7 @@ def digits() -> Splits:
     return Splits(train=part(~is_test, "train"), test=part(is_test, "test"), name="digits")
 
 
+@BUILTINS("fashion-mnist")
 def fashion_mnist(root: str | Path | None = None) -> Splits:
     """Fashion-MNIST train (60k) and test (10k) from the IDX files under ``root``."""
     from audit.data.readers.idx import read_idx_pair
@@ -79,6 +90,3 @@ def _find(base: Path, stem: str) -> Path | None:
         if (base / name).is_file():
             return base / name
     return None
-
-
-BUILTINS = {"digits": digits, "fashion-mnist": fashion_mnist}

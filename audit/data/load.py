@@ -128,11 +128,7 @@ def load_dataset(spec: str | Path, root: str | Path | None = None) -> Splits:
     directory, an STL-10 directory, an MNIST-style IDX directory, or an ``.npz`` with
     ``x_train``/``y_train``/``x_test``/``y_test``. All splits share one (H, W, C)."""
     if isinstance(spec, str) and spec in BUILTINS:
-        if spec == "fashion-mnist":
-            return BUILTINS[spec](root)
-        if root is not None:
-            raise invalid_parameter("root", "load_dataset", f"None for the built-in '{spec}'", root)
-        return BUILTINS[spec]()
+        return BUILTINS.get(spec)(root)
     if not isinstance(spec, (str, Path)) or str(spec) == "":
         raise invalid_parameter("spec", "load_dataset", "a built-in dataset name or a path", spec)
     p = Path(spec).expanduser()

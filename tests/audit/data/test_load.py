@@ -101,7 +101,9 @@ def test_a_dataset_directory_given_as_a_pool_says_what_it_is(tmp_path, rgb32, gr
 def test_load_dataset_digits_and_unknown_names(tmp_path):
     d = load_dataset("digits")
     assert d.train.shape == (8, 8, 1) and len(d.train) + len(d.test) == 1797
-    assert set(BUILTINS) == {"digits", "fashion-mnist"}
+    assert BUILTINS.names() == ["digits", "fashion-mnist"]
+    with pytest.raises(InvalidParameterError, match="root.*None for the built-in 'digits'"):
+        load_dataset("digits", root=tmp_path)  # it ships inside scikit-learn
     with pytest.raises(DataError, match="not a built-in dataset: digits, fashion-mnist"):
         load_dataset("fashon-mnist")
     with pytest.raises(UnsupportedFormatError, match="not a dataset with splits"):
