@@ -10,6 +10,8 @@ the other formats go to stderr. Exit codes: 0 gate passed, 1 gate failed (a find
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,11 +26,14 @@ from audit.report.ci import FailOn, OutputFormat
 DEFAULT_DIM = 64
 DEFAULT_K = 16
 DEFAULT_DETECTORS = "bridge,path,cluster,near_duplicate"
+DEFAULT_MAX_SIDE = 40  # audit.data.readers.resolution's; a test checks they agree
+DEFAULT_MAX_MEMORY = "2G"  # audit.data.readers._common.DEFAULT_MAX_BYTES
 MAX_PREVIEW_ROWS = 5000  # stored images fetched for HTML thumbnails of an --against scan
 
 _REPORTS = "Reports"
 _STORE = "Incremental scanning"
 _TUNING = "Scan tuning"
+_READING = "Reading the pool"
 
 
 def scan(
@@ -56,8 +61,17 @@ def scan(
                                 help="With --against: add this batch to STORE when the gate passes."),
     lock_timeout: float = typer.Option(600.0, "--lock-timeout", min=0, metavar="SECONDS", rich_help_panel=_STORE,
                                        help="How long --save-index and --update wait while another run writes STORE, then exit 2."),
-    size: Optional[str] = typer.Option(None, "--size", metavar="HxW",
-                                       help="Resize every image to H×W (bilinear, keeps chains linear), e.g. 32x32. Default: keep, or the most common size."),
+    size: Optional[str] = typer.Option(None, "--size", metavar="HxW", rich_help_panel=_READING,
+                                       help="Bring every image to H×W (linear area/bilinear resampling keeps chains linear), e.g. 32x32. "
+                                            "Default: the most common size, its longer side capped by --max-side."),
+    max_side: int = typer.Option(DEFAULT_MAX_SIDE, "--max-side", min=0, metavar="N", rich_help_panel=_READING,
+                                 help="Without --size: the longer side of the working size is at most N pixels (0: no cap, "
+                                      "the most common size as is). Bridges stay lines under any linear downsampling."),
+    max_memory: str = typer.Option(DEFAULT_MAX_MEMORY, "--max-memory", metavar="SIZE", rich_help_panel=_READING,
+                                   help="Decoded-image budget of the read (e.g. 512M, 4G), checked from file headers before "
+                                        "decoding; a pool over it is refused with the --size/--max-side that would fit."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", rich_help_panel=_READING,
+                                          help="Decode processes for a folder (default: one per CPU; 0: in this process)."),
     dim: int = typer.Option(DEFAULT_DIM, "--dim", min=1, rich_help_panel=_TUNING,
                             help="PCA dimensions for the neighbour search; lower is faster and uses less memory."),
     k: int = typer.Option(DEFAULT_K, "--k", min=2, rich_help_panel=_TUNING,
@@ -107,6 +121,7 @@ def scan(
         if store_path is not None:  # not a store (a file, a device, a folder of data): refused, never replaced
             check_store_path(store_path, write=writes, flag=flag)
     hw = parse_size(size)
+    max_bytes = parse_bytes(max_memory, "--max-memory")
     # every output checked against every input before the scan (audit/outputs.py)
     from audit.outputs import REPLACED, Output, prepare_outputs
     from audit.report.emit import ReportRequest
@@ -117,6 +132,7 @@ def scan(
     prepare_outputs([*request.outputs(), Output("--save-index", save_index, REPLACED)],
                     {scanned: None if url else directory, "--labeled": labeled, "--against": against, "--features": features})
     # imported here, after the cheap checks: keeps `audit --help` fast (faiss, scipy)
+    from audit.data.compare import compare_labeled
     from audit.data.load import load_images, load_labeled_folder
     from audit.report.ci import gate
     from audit.report.context import Scope
@@ -131,23 +147,39 @@ def scan(
                         options=_detector_options(detector_options or []))
     config.validate()
 
+    channels = None
+    if against is not None:  # the batch is read at the stored pool's working size and colour
+        from audit.scan.store import stored_shape
+
+        stored = stored_shape(against)
+        if hw is not None and hw != stored[:2]:
+            raise InvalidParameterError(f"--size {size} differs from the images stored at {against} "
+                                        f"({stored[0]}x{stored[1]}): a batch is compared at the store's size; drop --size")
+        hw, channels = stored[:2], stored[2]
+
     with Progress(console(stderr=True, quiet=quiet)) as progress:
         if sharded:  # a URL or --engine ray: the pool stays where the shards read it
             from audit.data.readers._common import ReadOptions
 
-            images = read_pool(source, engine, address, ReadOptions(size=hw, include_hidden=include_hidden,
-                                                                    follow_symlinks=follow_symlinks), progress)
+            images = read_pool(source, engine, address, ReadOptions(
+                size=hw, channels=channels, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
+                max_side=max_side or None, max_bytes=max_bytes, workers=workers), progress)
             if against is not None:  # a batch checked against a store is small: scanned here
                 images = images.to_imageset()
         else:
-            images = load_images(directory, size=hw, include_hidden=include_hidden, follow_symlinks=follow_symlinks,
-                                 progress=lambda d, t: progress("read", d, t))
+            images = load_images(directory, size=hw, channels=channels, include_hidden=include_hidden,
+                                 follow_symlinks=follow_symlinks, max_side=max_side or None, max_bytes=max_bytes,
+                                 workers=workers, progress=lambda d, t: progress("read", d, t))
         if len(images) == 0:
             raise EmptyDatasetError(f"{source}: no readable image ({len(images.unreadable)} unreadable files)")
         labeled_set = None
         if labeled is not None:
-            labeled_set = load_labeled_folder(labeled, size=hw or images.shape[:2], channels=images.shape[2],
+            labeled_set = load_labeled_folder(labeled, size=images.shape[:2], channels=images.shape[2],
+                                              max_bytes=max_bytes, workers=workers,
                                               progress=lambda d, t: progress("read labeled", d, t))
+            warnings = compare_labeled(images, labeled_set)
+            if warnings:  # said in the console, JSON and HTML notes, like the reader's own notes
+                images = dataclasses.replace(images, notes=tuple(images.notes) + warnings)
         added = 0
         if against is not None and update:  # one pass holding STORE's lock: scan, gate, append
             result, added = update_store(images, against, config, accept=lambda r: gate(r, fail_on.value) == 0,
@@ -231,6 +263,19 @@ def _detector_options(items: list[str]) -> dict[str, dict]:
         grouped.setdefault(name.strip(), []).append(rest)
     return {name: parse_overrides(rest, DETECTORS.get(name).Config, owner=f"detector '{name}'", command="audit scan")
             for name, rest in grouped.items()}
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """``2G``, ``512M``, ``1.5GiB``, ``1000000`` → bytes (binary units: a G is 2^30)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text or "")
+    unit = m and _UNITS.get(m.group(2).lower())
+    if not unit or int(float(m.group(1)) * unit) < 1:
+        raise invalid_parameter(flag, "audit scan", "a positive size such as 512M, 2G or 1.5GiB", text)
+    return int(float(m.group(1)) * unit)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
