@@ -68,8 +68,11 @@ def training_sets(*, dataset: str | Path | None = None, labeled: str | Path | No
     check_sources(dataset, labeled, unlabeled, test, unlabeled_size)
     if dataset is None:
         lab = load_labeled_folder(labeled)
-        unl = load_images(unlabeled).without_labels()
-        tst = None if test is None else align_classes(load_labeled_folder(test), lab.class_names, test)
+        # one model input: the pool and the test set are read at the labeled set's working size and
+        # colour (a pool of larger photos would otherwise get its own working size)
+        like = {"size": lab.shape[:2], "channels": lab.shape[2]}
+        unl = load_images(unlabeled, **like).without_labels()
+        tst = None if test is None else align_classes(load_labeled_folder(test, **like), lab.class_names, test)
         return TrainingSets(lab, unl, tst)
     splits = load_dataset(dataset)
     lab, rest = balanced_split(splits.train, labels_per_class, seed)

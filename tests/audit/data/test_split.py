@@ -73,3 +73,20 @@ def test_training_sets_from_a_builtin(digits_train):
     assert tst is not None and tst.class_names == lab.class_names
     again = training_sets(dataset="digits", labels_per_class=2, unlabeled_size=100, seed=3)
     assert again.unlabeled.ids == unl.ids  # seeded
+
+
+def test_folders_are_read_at_the_labeled_sets_size_and_colour(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):  # labeled and test: 16x16 gray
+        for split in ("labeled", "test"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    (tmp_path / "pool").mkdir()
+    for i in range(5):  # the pool: 64x48 colour photos, alone read at 40x30x3
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "pool" / f"{i}.png")
+    lab, unl, tst = training_sets(labeled=tmp_path / "labeled", unlabeled=tmp_path / "pool", test=tmp_path / "test")
+    assert lab.shape == unl.shape == tst.shape == (16, 16, 1)
+    assert "resized 5 of 5 images to 16×16" in " ".join(unl.notes)
