@@ -40,12 +40,12 @@ from audit.atomic import atomic_folder, remove_stale_temps
 from audit.data.imageset import ImageSet, Splits
 from audit.data.split import balanced_indices
 from audit.data.write import png_paths, write_bytes_atomic, write_pngs
+from audit.groundtruth import Endpoint, Manifest, PoisonedFile, is_manifest
 from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
 from redteam.attacks import ATTACKS, AttackContext
 from redteam.attacks._bridge import SOURCE_INDEX, SOURCE_POINT
 from redteam.density import DEFAULT_DENSITY, DENSITIES
 
-SCHEMA_VERSION = 1
 DEFAULT_RATIO = 0.001  # the paper's headline budget: 0.1% of the unlabeled pool
 MAX_RATIO = 0.5  # beyond this the "pool" is mostly poison: not the threat model
 _HASH_KEY = b"ssl-poison-audit/inject/v1/seed="
@@ -112,80 +112,6 @@ class InjectConfig:
         cfg = self.attack_config
         out["attack_config"] = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
         return out
-
-
-@dataclass(frozen=True)
-class PoisonedFile:
-    path: str  # relative to unlabeled/
-    alpha: float
-    path_id: int  # 0: the main bridge x' -> x*
-    role: str
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """The source x' (split 'labeled'; 'unlabeled' for attacks whose x' is a pool image (4.1) or
-    a synthetic image they insert (4.3)) or the target x* (split 'test')."""
-
-    path: str  # relative to the output folder, e.g. "labeled/3/train_00012.png"
-    index: int  # index in its split's written set (labeled set, unlabeled pool, test split)
-    original_id: str  # the id in the dataset it came from ("poison/<k>" for a synthetic x')
-    label: int  # its true label (a synthetic x': y*, the label the attack gives it)
-    class_name: str
-    split: str = "labeled"  # the folder it is in: labeled, unlabeled or test
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Ground truth of one injection; ``to_json`` is the ``manifest.json`` schema (version 1)."""
-
-    dataset: str
-    attack: str
-    density: str
-    seed: int
-    ratio: float | None  # the ratio used (None when count was given)
-    count: int | None  # the count given (None when ratio was used)
-    n: int  # images inserted
-    labels_per_class: int
-    labeled_size: int
-    unlabeled_pool_size: int  # clean pool, before poisoning: the ratio's denominator
-    unlabeled_size: int  # pool + n
-    target_label: int  # y*
-    target_label_name: str
-    class_names: tuple[str, ...]  # label i is class_names[i]; a folder reader may number classes differently
-    source: Endpoint
-    target: Endpoint
-    poisoned: tuple[str, ...]  # paths relative to unlabeled/, in (path_id, α) order
-    points: tuple[PoisonedFile, ...]  # same order as poisoned
-    attack_meta: dict
-    config: dict
-    schema_version: int = SCHEMA_VERSION
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["poisoned"], d["points"] = list(self.poisoned), [dataclasses.asdict(p) for p in self.points]
-        d["class_names"] = list(self.class_names)
-        return {"schema_version": d.pop("schema_version"), **d}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Manifest":
-        if d.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(f"manifest schema version {d.get('schema_version')!r} is not {SCHEMA_VERSION}")
-        d = dict(d)
-        d["source"], d["target"] = Endpoint(**d["source"]), Endpoint(**d["target"])
-        d["poisoned"], d["class_names"] = tuple(d["poisoned"]), tuple(d["class_names"])
-        d["points"] = tuple(PoisonedFile(**p) for p in d["points"])
-        return cls(**d)
-
-
-def read_manifest(path: str | Path) -> Manifest:
-    """A ``manifest.json`` (or the folder holding it) back as a :class:`Manifest`."""
-    p = Path(path)
-    p = p / "manifest.json" if p.is_dir() else p
-    try:
-        return Manifest.from_json(json.loads(p.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{p} is not a valid inject manifest: {exc}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,7 +283,6 @@ def _source_endpoint(meta: dict, order: list[int], pool_idx: np.ndarray, names: 
 
 
 OUTPUT_ENTRIES = ("manifest.json", "labeled", "unlabeled", "test")
-MAX_MANIFEST_BYTES = 256 << 20  # a manifest lists every poisoned file: megabytes at most
 
 
 def check_out_dir(out_dir: str | Path, *, force: bool = False) -> bool:
@@ -369,7 +294,7 @@ def check_out_dir(out_dir: str | Path, *, force: bool = False) -> bool:
     if not out.is_dir() or not any(out.iterdir()):
         return False
     foreign = sorted(e.name for e in os.scandir(out) if e.name not in OUTPUT_ENTRIES)
-    if foreign or not _our_manifest(out / "manifest.json"):
+    if foreign or not is_manifest(out / "manifest.json"):
         why = (f"it holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which redteam inject "
                "does not write" if foreign else "it has no manifest.json of redteam inject")
         raise InvalidParameterError(
@@ -381,17 +306,6 @@ def check_out_dir(out_dir: str | Path, *, force: bool = False) -> bool:
             f"The 'out' parameter of inject must be a new or empty directory. Got '{out}', which holds an "
             f"earlier inject output (not empty); pass --force to replace it.")
     return True
-
-
-def _our_manifest(path: Path) -> bool:
-    """A regular file of reasonable size holding a manifest of this schema."""
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_MANIFEST_BYTES:
-            return False
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("schema_version") == SCHEMA_VERSION and "poisoned" in doc
 
 
 def write_poisoned(ds: PoisonedDataset, out_dir: str | Path, *, force: bool = False) -> Path:

@@ -126,10 +126,11 @@ def dynamics(
 
         torch.set_num_threads(threads)
     from audit.dynamics.config import DynamicsConfig
-    from audit.dynamics.retrain import audit_rounds, read_ground_truth, score_folder, single_round
+    from audit.dynamics.retrain import audit_rounds, score_folder, single_round
+    from audit.groundtruth import read_manifest
 
     config = DynamicsConfig(score=Score(score).value, z=z, max_flagged=max_flagged, motion_dedupe=motion_dedupe)
-    truth = None if manifest is None else read_ground_truth(manifest)
+    truth = None if manifest is None else read_manifest(manifest)
     from audit.report.progress import console, training_progress
 
     err = console(stderr=True, quiet=quiet)

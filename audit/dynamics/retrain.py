@@ -7,15 +7,12 @@ Round 0 is the run on the pool as given. Round r >= 1 removes every image flagge
 nothing new, since a deterministic retrain on the same pool would repeat it), trains a fresh model with the same
 configuration and seed in ``out_dir/round-r``, records and scores again. Each round reports what
 it removed, how many of those were poison when ground truth is known (a ``redteam inject``
-manifest), the clean test accuracy, and whether the attack's target x* still gets y*.
-
-The manifest is read as plain JSON (``poisoned``, ``target.path``, ``target_label``): ``audit``
-never imports ``redteam``.
+manifest, read by :mod:`audit.groundtruth`), the clean test accuracy, and whether the attack's
+target x* still gets y*.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,37 +27,7 @@ from audit.dynamics.run import RecordedRun, record_run
 from audit.dynamics.scoring import records_for_epochs, score_predictions
 from audit.errors import DataError, invalid_parameter
 from audit.findings import AuditResult, Finding
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """What a ``redteam inject`` manifest says: poisoned unlabeled ids, the target x* (its id in
-    the test folder, when it has one) and the attacker's label y*."""
-
-    poison_ids: frozenset[str]
-    target_id: str | None = None
-    target_label: int | None = None
-
-    def target_index(self, test: ImageSet | None) -> int | None:
-        if test is None or self.target_id is None or self.target_id not in test.ids:
-            return None
-        return test.ids.index(self.target_id)
-
-
-def read_ground_truth(path: str | Path) -> GroundTruth:
-    """A ``manifest.json`` (or the folder holding it) of ``redteam inject``."""
-    p = Path(path)
-    p = p / "manifest.json" if p.is_dir() else p
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-        poisoned = frozenset(str(i) for i in d["poisoned"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"--manifest {p}: not a readable inject manifest ({type(exc).__name__}: {exc})") from None
-    target = d.get("target") or {}
-    tpath = str(target.get("path", ""))
-    tid = tpath.split("/", 1)[1] if tpath.startswith("test/") else None  # ids are relative to the test folder
-    label = d.get("target_label")
-    return GroundTruth(poisoned, tid, None if label is None else int(label))
+from audit.groundtruth import Manifest
 
 
 @dataclass(frozen=True)
@@ -115,7 +82,7 @@ def audit_rounds(train_config: Any, labeled: ImageSet, unlabeled: ImageSet, test
                  out_dir: str | Path, config: DynamicsConfig, rounds: int = 0,
                  record_every: int | str | Cadence = DEFAULT_RECORD_EVERY, resume: bool = False,
                  epochs: tuple[int, int] | None = None, pixel_links: bool = False,
-                 truth: GroundTruth | None = None, root: str = "",
+                 truth: Manifest | None = None, root: str = "",
                  on_round: Callable[[int, int, int], None] | None = None,
                  on_progress: Callable[[Any], None] | None = None) -> DynamicsRun:
     """Train + record + score, then ``rounds`` times remove the flagged and do it again.
@@ -150,13 +117,13 @@ def audit_rounds(train_config: Any, labeled: ImageSet, unlabeled: ImageSet, test
 
 
 def _round(r: int, pool: ImageSet, removed: Sequence[str], result: AuditResult, run: RecordedRun | None,
-           test: ImageSet | None, truth: GroundTruth | None) -> Round:
+           test: ImageSet | None, truth: Manifest | None) -> Round:
     poison_removed = poison_left = attack = None
     if truth is not None:
         poison_removed = sum(i in truth.poison_ids for i in removed)
         poison_left = sum(i in truth.poison_ids for i in pool.ids)
         t = truth.target_index(test)
-        if t is not None and run is not None and truth.target_label is not None:
+        if t is not None and run is not None:
             probs = run.trainer.predict(test.images[t:t + 1])  # type: ignore[union-attr]
             attack = bool(int(probs[0].argmax()) == truth.target_label)
     acc = None if run is None else run.train.test_acc_ema
@@ -183,11 +150,10 @@ def combine(rounds: Sequence[Round], unlabeled: ImageSet) -> AuditResult:
     return replace(first, findings=tuple(findings), params=params)
 
 
-def single_round(result: AuditResult, pool: ImageSet, truth: GroundTruth | None) -> DynamicsRun:
+def single_round(result: AuditResult, pool: ImageSet, truth: Manifest | None) -> DynamicsRun:
     """A :class:`DynamicsRun` for predictions recorded elsewhere (nothing trained here)."""
     rd = _round(0, pool, (), result, None, None, truth)
     return DynamicsRun((rd,), combine([rd], pool))
 
 
-__all__ = ["DynamicsRun", "GroundTruth", "Round", "audit_rounds", "combine", "read_ground_truth",
-           "score_folder", "single_round"]
+__all__ = ["DynamicsRun", "Round", "audit_rounds", "combine", "score_folder", "single_round"]

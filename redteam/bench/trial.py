@@ -44,10 +44,10 @@ import numpy as np
 from audit.atomic import write_atomic
 from audit.data.imageset import Splits
 from audit.dynamics import DynamicsConfig, Recorder, RecorderObserver, load_predictions, score_predictions
-from audit.dynamics.retrain import read_ground_truth
 from audit.dynamics.run import PREDICTIONS_DIR, record_run
 from audit.errors import PredictionsError, RunInterrupted
 from audit.findings import AuditResult
+from audit.groundtruth import read_manifest
 from audit.scan import ScanConfig, scan
 from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS
 from audit.ssl.trainer import TrainConfig
@@ -188,7 +188,7 @@ def _run(spec: TrialSpec, splits: Splits, scratch: Path, tick: Phase, timings: d
     scratch.mkdir(parents=True)
     # the ground truth as `redteam inject` writes it and `audit dynamics --manifest` reads it
     write_atomic(scratch / "manifest.json", json.dumps(m.to_json(), indent=1))
-    truth = read_ground_truth(scratch)
+    truth = read_manifest(scratch)
     is_poison = np.isin(np.asarray(pool.ids, dtype=object), list(truth.poison_ids))
     timings["inject"] = time.perf_counter() - t0
 

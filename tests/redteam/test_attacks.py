@@ -104,7 +104,8 @@ def test_every_attack_returns_a_valid_batch(name, ctx, configs):
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_every_attack_writes_a_dataset_whose_manifest_lists_exactly_the_inserted_files(name, configs, digits_splits,
                                                                                        tmp_path):
-    from redteam.inject import InjectConfig, inject, read_manifest, write_poisoned
+    from audit.groundtruth import read_manifest
+    from redteam.inject import InjectConfig, inject, write_poisoned
 
     splits = digits_splits
     cfg = InjectConfig(dataset="digits", count=12, unlabeled=300, attack=name, attack_config=configs.get(name),

@@ -14,7 +14,8 @@ from PIL import Image
 
 from audit.errors import DataError, InvalidParameterError, UnknownNameError
 from audit.data.load import load_dataset
-from redteam.inject import InjectConfig, inject, read_manifest, write_poisoned
+from audit.groundtruth import read_manifest
+from redteam.inject import InjectConfig, inject, write_poisoned
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,22 @@ def test_manifest_json_schema_and_round_trip(written):
         assert key in raw
     assert raw["density"] == "1.5-x" and raw["attack"] == "linear" and raw["config"]["ratio"] == 0.02
     assert set(raw["points"][0]) == {"path", "alpha", "path_id", "role"}
-    assert read_manifest(out) == ds.manifest
+    back = read_manifest(out)
+    assert back == ds.manifest
+    # what audit reads from it: the poisoned ids of the written pool, x*'s row in the written test set
+    assert back.poison_ids == set(ds.unlabeled.ids[i] for i in np.flatnonzero(ds.is_poison))
+    assert back.target_index(ds.test) == ds.manifest.target.index
+    assert back.target_index(ds.test.subset(np.arange(ds.manifest.target.index))) is None
+
+
+@pytest.mark.parametrize("text, why", [(None, "FileNotFoundError"), ("{", "JSONDecodeError"),
+                                       ('{"schema_version": 1}', "KeyError"),
+                                       ('{"schema_version": 2}', "schema version 2 is not 1")])
+def test_an_unreadable_manifest_is_one_data_error(tmp_path, text, why):
+    if text is not None:
+        (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(DataError, match=re.escape(why)):
+        read_manifest(tmp_path / "manifest.json")
 
 
 def test_same_seed_same_bytes_other_seed_other_files(splits, written, tmp_path):
