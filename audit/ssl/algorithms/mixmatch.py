@@ -59,7 +59,7 @@ class MixMatch(Algorithm):
 
         x_all = torch.cat([x_l, *views])
         y_all = torch.cat([F.one_hot(batch.y_l, self.num_classes).float(), guess.repeat(cfg.k, 1)])
-        lam = mixup_lambda(cfg.alpha).item()
+        lam = mixup_lambda(cfg.alpha).item()  # drawn on the CPU: reading it waits for no device
         perm = torch.randperm(len(x_all), device=x_all.device)
         x_mix = lam * x_all + (1 - lam) * x_all[perm]
         y_mix = lam * y_all + (1 - lam) * y_all[perm]
@@ -71,5 +71,5 @@ class MixMatch(Algorithm):
         weight = cfg.lambda_u * progress
 
         loss = sup_loss + weight * unsup_loss
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "lambda_u": weight, "mixup_lambda": lam}
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": unsup_loss.detach(), "lambda_u": weight, "mixup_lambda": lam}
         return StepOutput(loss, logs, probs[0])

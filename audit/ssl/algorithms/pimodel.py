@@ -44,5 +44,5 @@ class PiModel(Algorithm):
         weight = cfg.lambda_u * ramp(batch.t, cfg.rampup)
 
         loss = sup_loss + weight * unsup_loss
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "lambda_u": weight}
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": unsup_loss.detach(), "lambda_u": weight}
         return StepOutput(loss, logs, p1.detach())

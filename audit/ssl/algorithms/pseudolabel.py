@@ -40,5 +40,5 @@ class PseudoLabel(Algorithm):
         weight = cfg.lambda_u * ramp(batch.t, cfg.rampup)
 
         loss = sup_loss + weight * unsup_loss
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "mask_rate": mask.mean().item(), "lambda_u": weight}
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": unsup_loss.detach(), "mask_rate": mask.mean(), "lambda_u": weight}
         return StepOutput(loss, logs, probs)

@@ -72,5 +72,5 @@ class UDA(Algorithm):
         unsup_loss = (kl * mask).mean()
 
         loss = sup_loss + cfg.lambda_u * unsup_loss
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": unsup_loss.item(), "mask_rate": mask.mean().item()}
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": unsup_loss.detach(), "mask_rate": mask.mean()}
         return StepOutput(loss, logs, torch.softmax(logits_u_w.detach(), dim=1))

@@ -98,5 +98,5 @@ class VAT(Algorithm):
         w = ramp(batch.t, cfg.rampup)
 
         loss = sup_loss + w * (cfg.lambda_u * vat_loss + cfg.lambda_ent * ent_loss)
-        logs = {"sup_loss": sup_loss.item(), "unsup_loss": vat_loss.item(), "entropy": ent_loss.item()}
+        logs = {"sup_loss": sup_loss.detach(), "unsup_loss": vat_loss.detach(), "entropy": ent_loss.detach()}
         return StepOutput(loss, logs, p)

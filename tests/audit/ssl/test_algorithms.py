@@ -303,4 +303,6 @@ def test_every_algorithm_trains_a_few_steps(name, digits_train):
         assert torch.isfinite(out.loss) and out.logs
         for v in out.logs.values():  # floats, or 0-dim tensors without a graph (the trainer reads them later)
             assert isinstance(v, float) or (isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad), v
+        # the losses stay on the device: a float here would be a .item(), a device sync every step
+        assert all(isinstance(out.logs[k], torch.Tensor) for k in ("sup_loss", "unsup_loss")), out.logs
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
