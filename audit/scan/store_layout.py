@@ -53,6 +53,7 @@ _VERSION_DIR = re.compile(r"v(\d{6})")
 _TMP_DIR = re.compile(r"\.v(\d{6})\.tmp-\d+")
 _TMP_FILE = re.compile(r"\.(?:CURRENT|store\.json)\.\d+\.tmp")
 _CURRENT_LINE = re.compile(r"(v\d{6}) ([0-9a-f]{64})\n?")
+_URL_LIKE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+")  # a URL (a drive letter C:/ is not)
 
 
 # --- what is at STORE ----------------------------------------------------------------------
@@ -101,6 +102,12 @@ def check_store_path(path: str | Path, *, write: bool, flag: str | None = None) 
     is not there, a store to write whose folder is not writable. Returns the kind."""
     path = Path(path)
     who = f"{flag} {path}" if flag else str(path)
+    url = _URL_LIKE.match(str(path))  # Path("s3://b/s") is "s3:/b/s": it would land in ./s3:/b/s
+    if url and url[1] == "file":
+        raise CheckpointError(f"{flag or 'STORE'} {path}: give a store as a plain path, not a file:// URL")
+    if url:
+        raise CheckpointError(f"{flag or 'STORE'} {url[1]}://{str(path)[url.end():]}: stores in object storage are not "
+                              "supported; a store is a folder on a local or shared filesystem (docs/scale-out.md)")
     recover_v1(path)
     kind = classify(path, who)
     if not write:

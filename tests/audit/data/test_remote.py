@@ -204,3 +204,15 @@ def test_s3_pool_gives_the_findings_of_the_files_on_disk(s3, disk_report, monkey
     assert any(f["kind"] == "bridge" for f in doc["findings"])
     res = CliRunner().invoke(app, ["scan", "s3://pools/no/such/prefix", "-q"])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("flag", ["--save-index", "--against"])
+@pytest.mark.parametrize("url", ["s3://pools/store", "gs://pools/store", "file:///tmp/store"])
+def test_stores_given_as_urls_are_refused(disk, tmp_path, monkeypatch, flag, url):
+    # a store is a local folder (flock, fsync, atomic rename): a URL must not quietly become ./s3:/pools/store
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["scan", str(disk), flag, url, "-q"])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and ("not supported" in lines[0] or "plain path" in lines[0]), res.output
+    assert list(tmp_path.iterdir()) == []

@@ -182,3 +182,17 @@ def test_store_built_sharded_serves_against(pool, tmp_path):
     assert a.findings and [f.to_json() for f in a.findings] == [f.to_json() for f in b.findings]
     for k in a.scores:
         assert np.array_equal(a.scores[k], b.scores[k], equal_nan=True)
+
+
+def test_engine_ray_without_ray_is_one_line(pool, tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    write_pngs(pool[:20], tmp_path / "pool")
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "pool"), "--engine", "ray", "-q"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "pip install" in res.output and len(res.output.strip().splitlines()) == 1
