@@ -50,15 +50,16 @@ class Arm:
 
 
 def _bases():
-    from redteam.bench import BenchConfig, TrainSetup
+    from audit.ssl.config import TrainConfig
+    from redteam.bench import BenchConfig
 
     digits = BenchConfig(dataset="digits", labels_per_class=4, ratios=(0.05,), trials=3, dynamics_scores=("chain+pixels",),
-                         train=TrainSetup(model="cnn", model_options=NARROW, steps=2000, batch_size=32, mu=4,
-                                          flip=False, observe_every=40), preset="levers-digits")
+                         train=TrainConfig(model="cnn", model_options=NARROW, steps=2000, batch_size=32, mu=4,
+                                           flip=False, observe_every=40), preset="levers-digits")
     fmnist = BenchConfig(dataset="fashion-mnist", labels_per_class=25, pool=5000, ratios=(0.02,), trials=3,
                          dynamics_scores=("chain+pixels",),
-                         train=TrainSetup(model="cnn", model_options=NARROW, steps=3000, batch_size=32, mu=7,
-                                          observe_every=50, augment_options={"fill": 0.0}), preset="levers-fmnist")
+                         train=TrainConfig(model="cnn", model_options=NARROW, steps=3000, batch_size=32, mu=7,
+                                           observe_every=50, augment_options={"fill": 0.0}), preset="levers-fmnist")
     return digits, fmnist
 
 

@@ -4,11 +4,11 @@ against the ground truth, over a matrix of attacks × algorithms × ratios × de
 (one JSON per trial, resumable) → runner.py (the loop) → report.py + plots.py. Presets: presets.py.
 """
 
-from redteam.bench.matrix import CONTROL, BenchConfig, Pair, TrainSetup, TrialSpec, expand
+from redteam.bench.matrix import CONTROL, BenchConfig, Pair, TrialSpec, expand
 from redteam.bench.presets import PRESETS
 from redteam.bench.runner import BenchEvent, BenchOutcome, run_bench
 from redteam.bench.store import TrialStore, read_results
 from redteam.bench.trial import TrialResult, run_trial
 
-__all__ = ["CONTROL", "PRESETS", "BenchConfig", "BenchEvent", "BenchOutcome", "Pair", "TrainSetup", "TrialResult",
-           "TrialSpec", "TrialStore", "expand", "read_results", "run_bench", "run_trial"]
+__all__ = ["CONTROL", "PRESETS", "BenchConfig", "BenchEvent", "BenchOutcome", "Pair", "TrialResult", "TrialSpec",
+           "TrialStore", "expand", "read_results", "run_bench", "run_trial"]

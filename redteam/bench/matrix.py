@@ -19,11 +19,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 from audit.dynamics import SCORES
 from audit.errors import invalid_parameter
 from audit.ssl.algorithms import ALGORITHMS
+from audit.ssl.config import TrainConfig
 from audit.ssl.models import MODELS
 from redteam.attacks import ATTACKS
 from redteam.density import DENSITIES
@@ -36,55 +37,27 @@ CONTROL = "none"  # the attack (and density) name of the clean control cells
 PIXELS = "+pixels"  # suffix of a dynamics score name: give the score the pool's pixels
 
 
-@dataclass(frozen=True)
-class TrainSetup:
-    """How the victim trains (the algorithm and seed come from the cell); the fields of
-    :class:`audit.ssl.trainer.TrainConfig` the bench sets."""
-
-    model: str = "cnn"
-    model_options: Mapping[str, Any] | None = None  # e.g. {"widths": [16, 32, 64]}
-    steps: int = 1000
-    batch_size: int = 64
-    mu: int = 7
-    lr: float = 0.03
-    ema: float = 0.999
-    weight_decay: float = 5e-4
-    flip: bool = True  # horizontal flips; off for digits, where a flipped digit is another digit
-    device: str = "auto"  # not part of a trial's identity: the same trial on a GPU is the same trial
-    # records of every unlabeled prediction for the dynamics audit: paper 5.3 records once per
-    # epoch; None = once per pass over the unlabeled pool (an epoch)
-    observe_every: int | None = None
-    # overrides of the algorithm's config for every algorithm of the bench, e.g. {"threshold": 0.7}
-    # (audit.ssl.algorithms; checked against each algorithm's config), and of the strong
-    # augmentation (TrainConfig.augment_options, e.g. {"fill": 0.0}). None: the defaults
-    algo_config: Mapping[str, Any] | None = None
-    augment_options: Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "mu"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise invalid_parameter(name, "the bench", "an int >= 1", v)
-        if self.observe_every is not None and (not isinstance(self.observe_every, int) or self.observe_every < 1):
-            raise invalid_parameter("observe_every", "the bench", "an int >= 1 or None", self.observe_every)
-        MODELS.get(self.model)
-        for name in ("algo_config", "augment_options"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, Mapping):
-                raise invalid_parameter(name, "the bench", "a dict or None", v)
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        for name in ("model_options", "algo_config", "augment_options"):
-            d[name] = None if getattr(self, name) is None else dict(getattr(self, name))
-        d.pop("device")
-        for name in _OPTIONAL:  # absent when unset: trials stored before these options keep their keys
-            if d.get(name) is None:
-                d.pop(name, None)
-        return d
+# How the victim trains is a TrainConfig (audit.ssl.config: its one definition and validation);
+# each cell sets its algo and seed, each trial the rest (TrialSpec.train_config). A trial's
+# identity names the fields below always (what the first stored trials named, so their keys
+# hold), every other field only when off its default, and never those that do not change a
+# result: the same trial on a GPU is the same trial.
+_KEYED = ("model", "model_options", "steps", "batch_size", "mu", "lr", "ema", "weight_decay", "flip",
+          "observe_every")
+_UNKEYED = ("algo", "seed", "device", "eval_every", "checkpoint_every", "log_every", "allow_repeats")
 
 
-_OPTIONAL = ("algo_config", "augment_options")
+def train_json(train: TrainConfig) -> dict:
+    """The training part of a trial's identity (see above); dicts for the option mappings."""
+    default = TrainConfig()
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(train, f.name)
+        if f.name in _KEYED or (f.name not in _UNKEYED and v != getattr(default, f.name)):
+            out[f.name] = dict(v) if isinstance(v, Mapping) else v
+    return out
+
+
 SOURCE_CHOICES = ("random", "nearest")
 
 
@@ -120,7 +93,7 @@ class BenchConfig:
     densities: tuple[str, ...] = ("1.5-x",)
     trials: int = 8  # the paper's 8 attempts per cell
     seed: int = 0
-    train: TrainSetup = field(default_factory=TrainSetup)
+    train: TrainConfig = field(default_factory=TrainConfig)  # its algo and seed come from each cell
     # audit.dynamics.SCORES names; "NAME+pixels" scores with the pool's pixels as its features
     dynamics_scores: tuple[str, ...] = ("influence", "chain", "chain+pixels")
     # x' given x* and y*: "random" (the paper: any labeled image of class y*), or "nearest" (the
@@ -161,6 +134,11 @@ class BenchConfig:
             object.__setattr__(self, "pairs", pairs)
             if len(pairs) < self.trials:
                 raise invalid_parameter("pairs", own, f"one pair per trial (at least {self.trials})", len(pairs))
+        MODELS.get(self.train.model)
+        for name in ("algo_config", "augment_options"):  # dicts: they are part of a trial's JSON identity
+            v = getattr(self.train, name)
+            if v is not None and not isinstance(v, Mapping):
+                raise invalid_parameter(f"train.{name}", own, "a dict or None", v)
         if self.train.algo_config is not None:
             for a in self.algos:  # each algorithm checks the keys against its own config
                 ALGORITHMS.get(a).make_config(dict(self.train.algo_config))
@@ -172,7 +150,7 @@ class BenchConfig:
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
-        d["train"] = {**self.train.to_json(), "device": self.train.device}
+        d["train"] = {**train_json(self.train), "device": self.train.device}
         d["pairs"] = None if self.pairs is None else [p.to_json() for p in self.pairs]
         return d
 
@@ -191,7 +169,7 @@ class TrialSpec:
     density: str  # CONTROL for the clean control
     trial: int
     seed: int  # injection and training seed: BenchConfig.seed + trial
-    train: TrainSetup
+    train: TrainConfig
     dynamics_scores: tuple[str, ...]
     source_choice: str = "random"
     pair: Pair | None = None
@@ -202,7 +180,7 @@ class TrialSpec:
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["train"] = self.train.to_json()
+        d["train"] = train_json(self.train)
         d["dynamics_scores"] = list(self.dynamics_scores)
         # absent at their defaults, so trials stored before these options keep their keys
         if self.source_choice == "random":
@@ -217,10 +195,15 @@ class TrialSpec:
     def from_json(cls, d: dict) -> "TrialSpec":
         """The spec a stored trial was run with (its ``spec``), e.g. to rebuild its pool."""
         d = {k: v for k, v in d.items() if k != "version"}
-        d["train"] = TrainSetup(**d["train"])
+        d["train"] = TrainConfig(**d["train"])
         d["dynamics_scores"] = tuple(d["dynamics_scores"])
         d["pair"] = Pair(**d["pair"]) if d.get("pair") else None
         return cls(**d)
+
+    def train_config(self, seed: int | None = None) -> TrainConfig:
+        """What the victim of this trial trains with (``seed``: another seed, e.g. a surrogate's)."""
+        return dataclasses.replace(self.train, algo=self.algo, seed=self.seed if seed is None else seed,
+                                   eval_every=0, checkpoint_every=0, allow_repeats=True)  # 40 labels < B, as the paper
 
     def control(self) -> "TrialSpec":
         """The clean control of this trial's row (same algorithm, trial, pair and training)."""

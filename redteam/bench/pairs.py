@@ -25,7 +25,7 @@ import numpy as np
 
 from audit.data.imageset import Splits
 from audit.errors import invalid_parameter
-from audit.ssl.trainer import TrainConfig, Trainer
+from audit.ssl.trainer import Trainer
 from redteam.bench.matrix import BenchConfig, Pair, expand
 from redteam.bench.propagation import PROBE_POINTS, fronts, probe_line
 
@@ -54,12 +54,8 @@ def surrogate_candidates(config: BenchConfig, trial: int, splits: Splits, *, max
 
     spec = next(s for s in expand(replace(config, pairs=None)) if s.trial == trial and s.is_control)
     ds = poisoned_pool(splits, spec)
-    s = config.train
-    cfg = TrainConfig(algo=spec.algo, algo_config=s.algo_config, model=s.model, model_options=s.model_options,
-                      steps=s.steps, batch_size=s.batch_size, mu=s.mu, lr=s.lr, ema=s.ema, weight_decay=s.weight_decay,
-                      flip=s.flip, device=s.device, seed=spec.seed + SURROGATE_SEED, augment_options=s.augment_options,
-                      eval_every=0, checkpoint_every=0, allow_repeats=True)
-    trainer = Trainer(cfg, ds.labeled, ds.unlabeled.without_labels(), ds.test)
+    trainer = Trainer(spec.train_config(seed=spec.seed + SURROGATE_SEED), ds.labeled, ds.unlabeled.without_labels(),
+                      ds.test)
     trainer.fit()
     probs = trainer.predict(ds.test)
     labels = ds.test.labels

@@ -33,7 +33,8 @@ from __future__ import annotations
 from typing import Callable
 
 from audit.registry import Registry
-from redteam.bench.matrix import BenchConfig, TrainSetup
+from audit.ssl.config import TrainConfig
+from redteam.bench.matrix import BenchConfig
 from redteam.density import DENSITIES
 
 PRESETS: Registry[Callable[[], BenchConfig]] = Registry("preset")
@@ -47,8 +48,8 @@ def smoke() -> BenchConfig:
         dataset="digits", labels_per_class=4, algos=("fixmatch",), attacks=("linear", "jitter"),
         ratios=(0.02, 0.05), densities=("1.5-x",), trials=2, preset="smoke",
         # 200 steps of 32 + 4·32 images: ~18 passes over the 1 400-image pool, one record each
-        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=200, batch_size=32, mu=4,
-                         flip=False))
+        train=TrainConfig(model="cnn", model_options={"widths": [16, 32, 64]}, steps=200, batch_size=32, mu=4,
+                          flip=False))
 
 
 @PRESETS("cpu-small")
@@ -56,7 +57,7 @@ def cpu_small() -> BenchConfig:
     return BenchConfig(
         dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",), attacks=("linear",),
         ratios=(0.005, 0.01), densities=("1.5-x",), trials=3, preset="cpu-small",
-        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
+        train=TrainConfig(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
 
 
 @PRESETS("adaptive")
@@ -65,7 +66,7 @@ def adaptive() -> BenchConfig:
         dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",),
         attacks=("linear", "noise", "translate", "jitter_translate", "curved", "slerp"), ratios=(0.01,),
         densities=("1.5-x",), trials=2, preset="adaptive",
-        train=TrainSetup(model="cnn", model_options={"widths": [16, 32, 64]}, steps=300, batch_size=32, mu=7))
+        train=TrainConfig(model="cnn", model_options={"widths": [16, 32, 64]}, steps=300, batch_size=32, mu=7))
 
 
 @PRESETS("paper")
@@ -73,7 +74,7 @@ def paper() -> BenchConfig:
     return BenchConfig(
         dataset="cifar-10-batches-py", labels_per_class=4, algos=("fixmatch", "mixmatch", "uda"),
         attacks=("linear",), ratios=(0.001, 0.002, 0.005), densities=("1.5-x",), trials=8, preset="paper",
-        train=TrainSetup(model="wrn28_2", steps=PAPER_STEPS, batch_size=64, mu=7, observe_every=PAPER_EPOCH))
+        train=TrainConfig(model="wrn28_2", steps=PAPER_STEPS, batch_size=64, mu=7, observe_every=PAPER_EPOCH))
 
 
 @PRESETS("paper-densities")
@@ -89,5 +90,5 @@ def gpu() -> BenchConfig:
         dataset="fashion-mnist", labels_per_class=25, pool=5000, algos=("fixmatch",), attacks=("linear",),
         ratios=(0.02,), densities=("1.5-x",), trials=1, preset="gpu",
         dynamics_scores=("influence", "chain", "chain+pixels"),
-        train=TrainSetup(model="cnn", steps=20000, batch_size=32, mu=7, observe_every=250,
-                         augment_options={"fill": 0.0}))
+        train=TrainConfig(model="cnn", steps=20000, batch_size=32, mu=7, observe_every=250,
+                          augment_options={"fill": 0.0}))

@@ -50,7 +50,6 @@ from audit.findings import AuditResult
 from audit.groundtruth import read_manifest
 from audit.scan import ScanConfig, scan
 from audit.scan.detectors import DEFAULT_DETECTORS, DETECTORS
-from audit.ssl.trainer import TrainConfig
 from redteam.bench.matrix import PIXELS, TrialSpec
 from redteam.bench.metrics import DetectionMetrics, detection_metrics
 from redteam.bench.propagation import Propagation, measure, probe_line
@@ -195,11 +194,7 @@ def _run(spec: TrialSpec, splits: Splits, scratch: Path, tick: Phase, timings: d
     # --- the victim, recorded (audit.dynamics.record_run) and probed along x' → x* ----------
     t0 = time.perf_counter()
     s = spec.train
-    config = TrainConfig(algo=spec.algo, algo_config=s.algo_config, model=s.model, model_options=s.model_options,
-                         steps=s.steps, batch_size=s.batch_size, mu=s.mu, lr=s.lr, ema=s.ema,
-                         weight_decay=s.weight_decay, flip=s.flip, device=s.device, seed=spec.seed,
-                         augment_options=s.augment_options, eval_every=0, checkpoint_every=0,
-                         allow_repeats=True)  # 40 labels < B, as the paper
+    config = spec.train_config()
     # None: one record per pass over the pool, the trainer's own default
     every = s.observe_every or math.ceil(len(pool) / (s.mu * s.batch_size))
     alphas, line = probe_line(ds.labeled.images[m.source.index] if m.source.split == "labeled"

@@ -11,7 +11,8 @@ import pytest
 
 from audit.dynamics import load_predictions
 from audit.errors import InvalidParameterError, ShapeMismatchError
-from redteam.bench import BenchConfig, TrainSetup, run_bench
+from audit.ssl.config import TrainConfig
+from redteam.bench import BenchConfig, run_bench
 from redteam.bench.matrix import Pair, expand
 from redteam.bench.propagation import Propagation, fronts, hard_from, hold, measure, probe_line, shares
 from redteam.bench.trial import poisoned_pool
@@ -83,7 +84,7 @@ def test_measure_settles_and_round_trips():
 
 
 def test_pairs_and_nearest_source_choose_the_attackers_images(digits_splits):
-    cfg = BenchConfig(dataset="digits", trials=1, ratios=(0.05,), train=TrainSetup(steps=1),
+    cfg = BenchConfig(dataset="digits", trials=1, ratios=(0.05,), train=TrainConfig(steps=1),
                       pairs=(Pair(target=7, target_label=3),), source_choice="nearest")
     spec = expand(cfg)[1]
     ds = poisoned_pool(digits_splits, spec)
@@ -96,7 +97,7 @@ def test_pairs_and_nearest_source_choose_the_attackers_images(digits_splits):
     with pytest.raises(InvalidParameterError, match="'pairs' parameter"):
         replace(cfg, trials=2)
     with pytest.raises(InvalidParameterError, match="'algo_config' parameter of FixMatch"):
-        replace(cfg, train=TrainSetup(algo_config={"thresold": 0.5}))
+        replace(cfg, train=TrainConfig(algo_config={"thresold": 0.5}))
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +108,8 @@ def digits_splits():
 
 
 def test_keep_predictions_keeps_what_the_front_was_read_from(tmp_path, digits_splits):
-    train = TrainSetup(model="cnn", model_options={"widths": [8, 16]}, steps=12, batch_size=16, mu=2, flip=False,
-                       observe_every=3, device="cpu")
+    train = TrainConfig(model="cnn", model_options={"widths": [8, 16]}, steps=12, batch_size=16, mu=2, flip=False,
+                        observe_every=3, device="cpu")
     cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=train, dynamics_scores=("influence",))
     out = run_bench(cfg, tmp_path / "kept", splits=digits_splits, keep_predictions=True)
     control, poisoned = out.results
@@ -138,8 +139,8 @@ def test_keep_predictions_keeps_what_the_front_was_read_from(tmp_path, digits_sp
 def test_surrogate_pairs_pick_the_runner_up_and_the_nearest_source(digits_splits):
     from redteam.bench.pairs import Candidate, choose, surrogate_candidates, to_pair
 
-    train = TrainSetup(model="cnn", model_options={"widths": [8, 16]}, steps=30, batch_size=16, mu=2, flip=False,
-                       device="cpu")
+    train = TrainConfig(model="cnn", model_options={"widths": [8, 16]}, steps=30, batch_size=16, mu=2, flip=False,
+                        device="cpu")
     cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=train)
     cands = surrogate_candidates(cfg, 0, digits_splits, max_candidates=5, min_confidence=0.0)
     ds = poisoned_pool(digits_splits, expand(cfg)[0])
@@ -191,7 +192,7 @@ def test_an_interrupted_trial_stops_the_bench_and_is_not_stored(tmp_path, digits
         raise RunInterrupted("interrupted at step 3 of 12 (SIGTERM)")
 
     monkeypatch.setattr(trial_mod, "record_run", interrupted)
-    cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=TrainSetup(steps=3, device="cpu"))
+    cfg = BenchConfig(dataset="digits", ratios=(0.05,), trials=1, train=TrainConfig(steps=3, device="cpu"))
     with pytest.raises(RunInterrupted):
         run_bench(cfg, tmp_path, splits=digits_splits)
     assert not list((tmp_path / "trials").glob("*.json")) and not list((tmp_path / "work").glob("*"))
@@ -201,7 +202,7 @@ def test_a_stored_spec_reads_back_to_the_same_trial():
     from redteam.bench.matrix import TrialSpec
 
     cfg = BenchConfig(dataset="digits", trials=1, ratios=(0.05,), pairs=(Pair(target=3),), source_choice="nearest",
-                      train=TrainSetup(steps=5, algo_config={"threshold": 0.6}))
+                      train=TrainConfig(steps=5, algo_config={"threshold": 0.6}))
     for spec in expand(cfg):
         assert TrialSpec.from_json(spec.to_json()).key == spec.key
 

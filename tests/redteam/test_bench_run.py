@@ -11,14 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.errors import InvalidParameterError, UnknownNameError
-from redteam.bench import CONTROL, PRESETS, BenchConfig, TrainSetup, expand, read_results, run_bench
+from audit.ssl.config import TrainConfig
+from redteam.bench import CONTROL, PRESETS, BenchConfig, expand, read_results, run_bench
 from redteam.bench import trial as trial_mod
 from redteam.bench.trial import poisoned_pool
 from redteam.cli import app
 
 # 12 steps of 16 + 2·16 images, a record every 3 steps: 4 records (the dynamics need >= 3)
-TINY_TRAIN = TrainSetup(model="cnn", model_options={"widths": [8, 16]}, steps=12, batch_size=16, mu=2, flip=False,
-                        observe_every=3, device="cpu")
+TINY_TRAIN = TrainConfig(model="cnn", model_options={"widths": [8, 16]}, steps=12, batch_size=16, mu=2, flip=False,
+                         observe_every=3, device="cpu")
 TINY = BenchConfig(dataset="digits", algos=("fixmatch",), attacks=("linear",), ratios=(0.05,), trials=1,
                    train=TINY_TRAIN, preset="tiny")
 CLI_TINY = ["--steps", "12", "--batch-size", "16", "--mu", "2", "--observe-every", "3", "--trials", "1",
@@ -42,6 +43,14 @@ def test_matrix_reuses_pairs_and_adds_the_control():
     assert expand(cfg)[5].key == specs[5].key  # the key is a pure function of the trial config
     assert replace(specs[1], train=replace(TINY_TRAIN, steps=13)).key != specs[1].key
     assert replace(specs[1], train=replace(TINY_TRAIN, device="cuda")).key == specs[1].key
+    # what cells and trials set, or what changes no result, is not identity: a stored trial is reused
+    for same in ({"algo": "uda", "seed": 9}, {"eval_every": 7, "checkpoint_every": 7, "log_every": 3}):
+        assert replace(specs[1], train=replace(TINY_TRAIN, **same)).key == specs[1].key
+    # any other TrainConfig field is, once off its default; at the defaults the training part names
+    # exactly the fields the first stored trials named, so their keys still hold
+    assert replace(specs[1], train=replace(TINY_TRAIN, momentum=0.8)).key != specs[1].key
+    assert set(specs[1].to_json()["train"]) == {"model", "model_options", "steps", "batch_size", "mu", "lr", "ema",
+                                                "weight_decay", "flip", "observe_every"}
 
 
 def test_config_is_validated_at_the_boundary():
@@ -53,6 +62,13 @@ def test_config_is_validated_at_the_boundary():
         PRESETS.get("big")
     with pytest.raises(InvalidParameterError, match="'trials' parameter"):
         replace(TINY, trials=0)
+    # the training setup is a TrainConfig, validated by it; the bench adds what its trial JSON needs
+    with pytest.raises(InvalidParameterError, match="'steps' parameter of TrainConfig must be an int >= 1"):
+        replace(TINY_TRAIN, steps=0)
+    with pytest.raises(UnknownNameError, match="Unknown model 'resnet'"):
+        replace(TINY, train=replace(TINY_TRAIN, model="resnet"))
+    with pytest.raises(InvalidParameterError, match="'train.augment_options' parameter of the bench must be a dict"):
+        replace(TINY, train=replace(TINY_TRAIN, augment_options=[("fill", 0.0)]))
     # NAME+pixels names the score NAME (given the pool's pixels): the suffix is not part of the name
     assert replace(TINY, dynamics_scores=("chain", "chain+pixels")).dynamics_scores == ("chain", "chain+pixels")
     with pytest.raises(UnknownNameError, match="Unknown dynamics score 'chian'"):
