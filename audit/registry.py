@@ -1,7 +1,10 @@
 """One explicit registry per plug-in kind (algorithms, models, attacks, readers, densities).
 
 A plain dict filled by explicit imports in each package's ``__init__``; no folder scanning.
-The file name, the registry key and the CLI value are the same word.
+The file name, the registry key and the CLI value are the same word, in snake_case
+(``near_duplicate``, ``zero_knowledge``, ``cpu_small``): keys are also finding kinds and JSON
+values. Two kinds name things that have their own spelling and keep it: densities are formulas
+(``1.5-x``) and built-in datasets are named as the datasets are (``fashion-mnist``).
 """
 
 from __future__ import annotations

@@ -208,8 +208,8 @@ def _split_list(values: Optional[list[str]], convert: Any = str, name: str = "")
 def bench(
     out: Annotated[Path, _Opt("--out", "-o", help="Output folder: trials/*.json, results.json, report.md, *.png. "
                                                    "Rerunning into it resumes.")],
-    preset: Annotated[str, _Opt(help="smoke (digits, ~2 min), cpu-small (Fashion-MNIST, ~1 h on 2 cores), "
-                                     "gpu (one H200 call), paper, paper-densities (GPU). Flags below override "
+    preset: Annotated[str, _Opt(help="smoke (digits, ~2 min), cpu_small (Fashion-MNIST, ~1 h on 2 cores), "
+                                     "gpu (one H200 call), paper, paper_densities (GPU). Flags below override "
                                      "it.")] = "smoke",
     dataset: Annotated[Optional[str], _Opt("--dataset", "-d", help="Builtin name or dataset path.")] = None,
     root: Annotated[Optional[str], _Opt(help="Where a builtin dataset's files are.")] = None,

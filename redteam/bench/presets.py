@@ -4,7 +4,7 @@ docs/bench.md.
 
 * ``smoke``: digits (8×8), FixMatch, linear and jitter at 2% and 5%, 2 trials of 200 steps: the whole
   pipeline in ~2 minutes on 2 shared cores. For tests, the README and CI, not for conclusions.
-* ``cpu-small``: Fashion-MNIST, a 5 000-image pool, FixMatch with a narrow CNN (16-32-64), linear
+* ``cpu_small``: Fashion-MNIST, a 5 000-image pool, FixMatch with a narrow CNN (16-32-64), linear
   at 0.5% and 1% (25 and 50 images), density 1.5-x, 3 trials of 1 200 steps (batch 32, μ 7: ~54
   passes over the pool, one prediction record per pass). 9 trials × ~6 min ≈ 55 min on 2 idle
   cores with 1 thread (measured 0.26 s/step).
@@ -18,7 +18,7 @@ docs/bench.md.
   to point elsewhere: SVHN, STL-10), WRN-28-2, 40 labels, FixMatch/MixMatch/UDA at 0.1/0.2/0.5%,
   8 trials, FixMatch's 2^20 steps of batch 64, μ 7, predictions recorded every 1 024 steps (FixMatch's
   "epoch"; once per pass over 50k images would be 9 400 records of 50k×10).
-* ``paper-densities``: Table 3: FixMatch on CIFAR-10, the eleven densities × the three ratios.
+* ``paper_densities``: Table 3: FixMatch on CIFAR-10, the eleven densities × the three ratios.
 * ``gpu``: one call of a lent H200 (10 minutes): the Fashion-MNIST setting of the CPU lever runs
   (issue #18: 250 labels, a 5 000-image pool, linear at 2%, B 32, μ 7, black fill) trained ~7×
   longer (20 000 steps, ~900 passes over the pool) on the default-width CNN, one trial (its
@@ -52,11 +52,11 @@ def smoke() -> BenchConfig:
                           flip=False))
 
 
-@PRESETS("cpu-small")
+@PRESETS("cpu_small")
 def cpu_small() -> BenchConfig:
     return BenchConfig(
         dataset="fashion-mnist", labels_per_class=4, pool=5000, algos=("fixmatch",), attacks=("linear",),
-        ratios=(0.005, 0.01), densities=("1.5-x",), trials=3, preset="cpu-small",
+        ratios=(0.005, 0.01), densities=("1.5-x",), trials=3, preset="cpu_small",
         train=TrainConfig(model="cnn", model_options={"widths": [16, 32, 64]}, steps=1200, batch_size=32, mu=7))
 
 
@@ -77,11 +77,11 @@ def paper() -> BenchConfig:
         train=TrainConfig(model="wrn28_2", steps=PAPER_STEPS, batch_size=64, mu=7, observe_every=PAPER_EPOCH))
 
 
-@PRESETS("paper-densities")
+@PRESETS("paper_densities")
 def paper_densities() -> BenchConfig:
     base = paper()
     return BenchConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                          "algos": ("fixmatch",), "densities": tuple(DENSITIES), "preset": "paper-densities"})
+                          "algos": ("fixmatch",), "densities": tuple(DENSITIES), "preset": "paper_densities"})
 
 
 @PRESETS("gpu")

@@ -58,7 +58,7 @@ def test_config_is_validated_at_the_boundary():
         replace(TINY, ratios=(0.0,))
     with pytest.raises(UnknownNameError, match="Unknown algorithm 'fixmach'. Available: fixmatch"):
         replace(TINY, algos=("fixmach",))
-    with pytest.raises(UnknownNameError, match="Unknown preset 'big'. Available: smoke, cpu-small, adaptive, paper"):
+    with pytest.raises(UnknownNameError, match="Unknown preset 'big'. Available: smoke, cpu_small, adaptive, paper"):
         PRESETS.get("big")
     with pytest.raises(InvalidParameterError, match="'trials' parameter"):
         replace(TINY, trials=0)
