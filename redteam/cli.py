@@ -155,9 +155,8 @@ def train_gan(
 ) -> None:
     """Train the small DC-GAN of the paper's 4.2 attack on a dataset's training images and save its
     generator (use it with: redteam inject --attack gan --set generator=OUT)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from audit.data.load import load_dataset
+    from audit.report.progress import Progress, console
     from redteam.generative.train import GanTrainConfig, config_json, pick_device, save_generator
     from redteam.generative.train import train_gan as run_train
 
@@ -171,13 +170,9 @@ def train_gan(
                                     f"exists; pass --force to overwrite it.")
     images = load_dataset(dataset, root).train.images
     start = time.perf_counter()
-    columns = (TextColumn("[bold]train-gan[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("gan", total=config.steps, d=0.0, g=0.0)
-        generator = run_train(images, config, lambda p: progress.update(task, completed=p.step, d=p.loss_d,
-                                                                         g=p.loss_g))
+    with Progress(console(stderr=True)) as progress:  # the one progress display: plain lines in a log
+        generator = run_train(images, config, lambda p: progress("train-gan", p.step, p.steps,
+                                                                 f"D {p.loss_d:.3f}  G {p.loss_g:.3f}"))
     info = {"dataset": dataset, "images": int(len(images)), "config": config_json(config),
             "device": str(pick_device(device)), "seconds": round(time.perf_counter() - start, 1)}
     save_generator(out, generator, info)
@@ -249,11 +244,8 @@ def bench(
     """
     from dataclasses import replace
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from audit.outputs import FOLDER, Output, prepare_outputs
+    from audit.report.progress import Progress, console
     from audit.report.text import printable
     from redteam.bench import PRESETS, run_bench
 
@@ -278,36 +270,26 @@ def bench(
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
 
-    console = Console(stderr=True)
     start = time.perf_counter()
-    state = {"computed": 0, "t0": start}
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        trials_task = progress.add_task("trials", total=None, info="")
-        phase_task = progress.add_task("", total=None, info="", visible=False)
+    reused = [0]
+    # the one progress display: "trials" counts the trials computed here (its time left is theirs),
+    # "trial" is the running one's phase, its training steps counted
+    with Progress(console(stderr=True)) as progress:
 
         def on_event(e) -> None:
             if e.kind == "start":
-                state["t0"] = time.perf_counter()
-                progress.update(trials_task, total=e.total, completed=e.done,
-                                info=f"{e.done} reused from {printable(out)}" if e.done else "")
-            elif e.kind == "trial":
-                progress.update(phase_task, visible=True, description=escape(printable(e.spec.label())), completed=0,
-                                total=None, info="")
-            elif e.kind == "phase":
-                total = e.steps if e.phase == "train" else None
-                progress.update(phase_task, completed=e.step, total=total, info=e.phase)
+                reused[0] = e.done
+                progress("trials", 0, e.total - e.done, f"{e.done} reused from {printable(out)}" if e.done else "")
+            elif e.kind in ("trial", "phase"):
+                train = e.kind == "phase" and e.phase == "train"
+                progress("trial", e.step if train else 0, e.steps if train else 0,
+                         f"{printable(e.spec.label())} · {e.phase if e.kind == 'phase' else 'start'}")
             elif e.kind == "done":
-                state["computed"] += 1
-                per = (time.perf_counter() - state["t0"]) / state["computed"]
-                eta = time.strftime("%H:%M:%S", time.gmtime(per * (e.total - e.done)))
-                failed = "" if e.result.ok else f"  last trial failed: {printable(e.result.error.splitlines()[0])}"
-                progress.update(trials_task, completed=e.done, info=f"ETA {eta}{failed}")
+                failed = "" if e.result.ok else f"last trial failed: {printable(e.result.error.splitlines()[0])}"
+                progress("trials", e.done - reused[0], e.total - reused[0], failed)
 
         outcome = run_bench(config, out, retry_failed=retry_failed, keep_predictions=keep_predictions,
                              on_event=on_event)
-        progress.update(phase_task, visible=False)
 
     ok = len(outcome.results) - len(outcome.failed)
     typer.echo(f"bench '{config.preset}': {ok}/{len(outcome.results)} trials finished "

@@ -1,7 +1,9 @@
-"""The one progress display of every ``audit`` command, and the consoles it and the reports use.
+"""The one progress display of every command (``audit`` and ``redteam``), and the consoles it and
+the reports use.
 
 On a terminal: rich bars on stderr, one per stage (``read``, ``neighbors``, ``bridge``, a
-training round), with the stage's stats (loss, accuracy). Off a terminal (a CI log, a pipe):
+training round, a bench trial), with the stage's stats (loss, accuracy). A stage called again
+after it ended runs again (the bench's one trial bar, trial after trial). Off a terminal (a CI log, a pipe):
 plain lines, never redrawn: one when a stage that ran a second or more (or a training run) ends, and one every
 ``PLAIN_EVERY`` seconds while a long stage runs (``train: 1200/5000 (24%), 61 s, about 190 s
 left; loss 0.412``), so a log shows a long training is alive. ``--quiet``: nothing.
@@ -45,7 +47,7 @@ class Progress:
         self.console, self.every, self.clock = con, every, clock
         self.plain = not con.quiet and not con.is_terminal
         self.bars = _Bars(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                          TextColumn("{task.fields[stats]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                           console=con, transient=True, disable=con.quiet or not con.is_terminal)
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, float] = {}
@@ -63,6 +65,8 @@ class Progress:
         now = self.clock()
         if stage not in self.tasks:
             self.tasks[stage] = self.bars.add_task(stage, total=total or None, completed=done, stats=stats)
+            self.started[stage] = self.last_line[stage] = now
+        elif stage not in self.started and not (total and done >= total):  # ended before: runs again
             self.started[stage] = self.last_line[stage] = now
         self.bars.update(self.tasks[stage], completed=done, total=total or None, stats=stats)
         if not self.plain or stage not in self.started:

@@ -26,6 +26,9 @@ from audit.errors import CheckpointError, ShapeMismatchError, invalid_parameter
 from redteam.generative.model import Discriminator, GanShape, Generator
 
 FORMAT = "ssl-poison-audit/generator/1"
+# steps between reads of the losses for progress (a device sync on a GPU, as the SSL trainer's
+# log_every): the first step, every LOG_EVERY-th and the last
+LOG_EVERY = 10
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -75,7 +78,8 @@ class GanProgress:
 
 def train_gan(images: np.ndarray, config: GanTrainConfig = GanTrainConfig(),
               on_progress: Callable[[GanProgress], None] | None = None) -> Generator:
-    """Train on uint8 ``N×S×S×C`` images; returns the generator in eval mode, on the CPU."""
+    """Train on uint8 ``N×S×S×C`` images; returns the generator in eval mode, on the CPU.
+    ``on_progress`` gets the losses at the steps :data:`LOG_EVERY` says."""
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or len(images) < 2:
         raise ShapeMismatchError(f"train_gan needs at least 2 uint8 N×S×S×C images; got "
                                  f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
@@ -109,7 +113,7 @@ def train_gan(images: np.ndarray, config: GanTrainConfig = GanTrainConfig(),
         loss_g.backward()
         opt_g.step()
 
-        if on_progress is not None:
+        if on_progress is not None and (step == 1 or step % LOG_EVERY == 0 or step == config.steps):
             on_progress(GanProgress(step, config.steps, loss_d.item(), loss_g.item(), time.perf_counter() - t0))
     return g.eval().cpu()
 

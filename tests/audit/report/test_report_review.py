@@ -159,6 +159,24 @@ def test_progress_in_a_log_prints_plain_periodic_lines():
     assert not any("quick" in line for line in lines) and "\x1b" not in buf.getvalue()
 
 
+def test_a_stage_that_ended_runs_again_with_its_own_lines():
+    """The bench's one trial bar, trial after trial: each run of the stage is timed and logged."""
+    buf = io.StringIO()
+    clock = _Clock()
+    with Progress(Console(file=buf, width=100, color_system=None), every=10, clock=clock) as progress:
+        for trial, t0 in enumerate((0.0, 100.0)):
+            for step in range(11):
+                clock.t = t0 + 2 * step
+                progress("trial", step, 10, f"[trial {trial}]")
+    lines = buf.getvalue().splitlines()
+    assert lines == ["trial: 5/10 (50%), 10 s, about 10 s left; [trial 0]", "trial: 10/10 done in 20.0 s; [trial 0]",
+                     "trial: 5/10 (50%), 10 s, about 10 s left; [trial 1]", "trial: 10/10 done in 20.0 s; [trial 1]"]
+    bar = io.StringIO()  # on a terminal the bar shows stats as text too: a label or path is never markup
+    with Progress(Console(file=bar, width=100, force_terminal=True, color_system=None)) as progress:
+        progress("trial", 3, 10, "[bold]x[/bold] [trial 0]")
+    assert "3/10 [bold]x[/bold] [trial 0]" in bar.getvalue()
+
+
 def test_progress_quiet_and_log_consoles_do_not_wrap(monkeypatch):
     buf = io.StringIO()
     with Progress(Console(file=buf, quiet=True)) as progress:
