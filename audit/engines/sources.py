@@ -108,11 +108,10 @@ class _RemoteFiles:
         if opts.size is not None:
             return tuple(opts.size), {"policy": "explicit size"}
         picked = sample(list(range(len(self.paths))))
-        sizes = [s for s in (remote.header_size(self.fs, self.paths[i], self.sizes[i], opts.max_pixels)
-                             for i in picked) if s]
+        sizes = [s for s in remote.header_sizes(self.fs, [self.paths[i] for i in picked],
+                                                [self.sizes[i] for i in picked], opts.max_pixels) if s]
         if not sizes and len(picked) < len(self.paths):
-            sizes = [s for s in (remote.header_size(self.fs, p, z, opts.max_pixels)
-                                 for p, z in zip(self.paths, self.sizes)) if s]
+            sizes = [s for s in remote.header_sizes(self.fs, self.paths, self.sizes, opts.max_pixels) if s]
         if not sizes:
             return (1, 1), {"policy": "no readable header"}
         size, major = choose_size(sizes, opts.max_side)

@@ -121,6 +121,36 @@ def test_sizes_are_checked_before_a_byte_is_read():
     fs.rm("/counted", recursive=True)
 
 
+class BatchFS(MemoryFileSystem):
+    """Records each ``cat_ranges`` call (the batch an async store sends concurrently)."""
+
+    protocol = "batchmem"
+    batches: list[int] = []
+
+    def cat_ranges(self, paths, starts, ends, **kw):
+        BatchFS.batches.append(len(paths))
+        return super().cat_ranges(paths, starts, ends, **kw)
+
+
+def test_small_objects_are_fetched_in_bounded_batches(monkeypatch):
+    fs = BatchFS(skip_instance_cache=True)
+    files = {k: v for k, v in pool_files().items() if k.startswith(("img/0", "bridge/"))}
+    for name, data in files.items():
+        fs.pipe_file(f"/batched/{name}", data)
+    listing = remote.list_pool(fs, "/batched", "batchmem://batched")
+    paths = [f"/batched/{f}" for f in listing.files]
+    monkeypatch.setattr(remote, "FETCH_OBJECTS", 50)
+    BatchFS.batches.clear()
+    _, channels, _ = remote.decode_objects(fs, paths, listing.sizes, (28, 28), MAX_PIXELS)
+    assert all(channels) and len(channels) == len(files)
+    assert BatchFS.batches == [50] * (len(files) // 50) + ([len(files) % 50] if len(files) % 50 else [])
+    # a byte budget splits a chunk too, and one oversized object is a batch of its own
+    monkeypatch.setattr(remote, "FETCH_BYTES", 300)
+    groups = remote._fetch_groups([200, 200, 50, 1000, 10])
+    assert groups == [(0, 1), (1, 3), (3, 4), (4, 5)]
+    fs.rm("/batched", recursive=True)
+
+
 def test_vanished_objects_and_budget(memfs):
     fs, root = memfs
     listing = remote.list_pool(fs, root, "memory://x")
