@@ -157,7 +157,8 @@ def train_gan(
     generator (use it with: redteam inject --attack gan --set generator=OUT)."""
     from audit.data.load import load_dataset
     from audit.report.progress import Progress, console
-    from redteam.generative.train import GanTrainConfig, config_json, pick_device, save_generator
+    from audit.ssl.trainer import resolve_device
+    from redteam.generative.train import GanTrainConfig, config_json, save_generator
     from redteam.generative.train import train_gan as run_train
 
     from audit.outputs import FILE, Output, prepare_outputs
@@ -174,7 +175,7 @@ def train_gan(
         generator = run_train(images, config, lambda p: progress("train-gan", p.step, p.steps,
                                                                  f"D {p.loss_d:.3f}  G {p.loss_g:.3f}"))
     info = {"dataset": dataset, "images": int(len(images)), "config": config_json(config),
-            "device": str(pick_device(device)), "seconds": round(time.perf_counter() - start, 1)}
+            "device": str(resolve_device(device)), "seconds": round(time.perf_counter() - start, 1)}
     save_generator(out, generator, info)
     s = generator.shape
     from audit.report.text import printable

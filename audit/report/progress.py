@@ -75,17 +75,14 @@ class Progress:
         if total and done >= total:
             del self.started[stage]
             if took >= PLAIN_MIN or stage in self.always:
-                self._line(f"{stage}: {total}/{total} done in {took:.1f} s" + (f"; {stats}" if stats else ""))
+                self.note(f"{stage}: {total}/{total} done in {took:.1f} s" + (f"; {stats}" if stats else ""))
         elif now - self.last_line[stage] >= self.every:
             self.last_line[stage] = now
-            self._line(f"{stage}: {_count(done, total)}, {took:.0f} s{_left(done, total, took)}"
+            self.note(f"{stage}: {_count(done, total)}, {took:.0f} s{_left(done, total, took)}"
                        + (f"; {stats}" if stats else ""))
 
     def note(self, text: str) -> None:
         """A plain line (above the bars on a terminal)."""
-        self.console.print(text, highlight=False, markup=False)
-
-    def _line(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
 
     # --- training (audit train / audit dynamics) -------------------------------------------

@@ -56,7 +56,7 @@ class Trainer:
         self.labeled, self.unlabeled, self.test = labeled, unlabeled, test
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.observers, self.on_progress, self.should_stop = list(observers), on_progress, should_stop
-        self.device = _resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.algorithm = algo_cls(algo_cls.make_config(cfg.algo_config), num_classes=self.num_classes)
 
         checkpoint.seed_everything(cfg.seed)
@@ -346,12 +346,17 @@ def _config_dict(cfg: TrainConfig, algo_config: Any) -> dict:
     return d
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, owner: str = "train") -> torch.device:
+    """Every model's device (SSL, GAN, attacks): "auto" = CUDA when present; CUDA only where it is."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise invalid_parameter("device", "train", "'auto' or 'cpu' on a machine without CUDA", name)
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise invalid_parameter("device", owner, "'auto', 'cpu', 'cuda' or 'cuda:N'", name) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise invalid_parameter("device", owner, "'auto' or 'cpu' on a machine without CUDA", name)
+    return device
 
 
 def _line_step(line: str) -> int:

@@ -27,7 +27,8 @@ from redteam.attacks.base import Attack, AttackContext, PoisonBatch, PoisonPoint
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas
 from redteam.generative.invert import generate, invert
-from redteam.generative.train import load_generator, pick_device
+from audit.ssl.trainer import resolve_device
+from redteam.generative.train import load_generator
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class GanConfig:
         check_int(own, "restarts", self.restarts, 1, 100)
         check_int(own, "inversion_steps", self.inversion_steps, 1, 100_000)
         check_float(own, "inversion_lr", self.inversion_lr, 0.0, 10.0, low_open=True)
-        pick_device(self.device)
+        resolve_device(self.device, own)
 
 
 class Gan(Attack):
@@ -71,7 +72,7 @@ class Gan(Attack):
             raise InvalidParameterError(
                 f"The gan attack needs at least 4 poisoned images (1 at each end, 2 on the latent path); "
                 f"the budget is {ctx.n}. Raise --ratio / --count.")
-        device = pick_device(cfg.device)
+        device = resolve_device(cfg.device)
         ends = np.stack([ctx.source_image, ctx.target])
         inv = invert(g, ends, rng, restarts=cfg.restarts, steps=cfg.inversion_steps, lr=cfg.inversion_lr,
                      device=device)

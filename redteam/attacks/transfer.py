@@ -30,7 +30,7 @@ from redteam.attacks._bridge import SOURCE_POINT, bridge_points, check_float, ch
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas
-from redteam.generative.train import pick_device
+from audit.ssl.trainer import resolve_device
 
 _TRAINER_KEYS = ("model", "num_classes", "in_channels", "image_size", "state_dict")
 
@@ -54,7 +54,7 @@ class TransferConfig:
         check_int(own, "search_steps", self.search_steps, 1, 50)
         check_int(own, "steps", self.steps, 1, 100_000)
         check_float(own, "lr", self.lr, 0.0, 1.0, low_open=True)
-        pick_device(self.device)
+        resolve_device(self.device, own)
 
 
 def load_init_model(path: str, model: str, shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
@@ -139,7 +139,7 @@ class Transfer(Attack):
         cfg = self.config
         k = ctx.train.num_classes or int(ctx.train.labels.max()) + 1
         net = load_init_model(cfg.model_path, cfg.model, ctx.train.shape, k)
-        device = pick_device(cfg.device)
+        device = resolve_device(cfg.device)
         net = net.to(device)
         for p in net.parameters():
             p.requires_grad_(False)

@@ -23,22 +23,13 @@ import torch.nn.functional as F
 
 from audit.atomic import atomic_open
 from audit.errors import CheckpointError, ShapeMismatchError, invalid_parameter
+from audit.ssl.trainer import resolve_device
 from redteam.generative.model import Discriminator, GanShape, Generator
 
 FORMAT = "ssl-poison-audit/generator/1"
 # steps between reads of the losses for progress (a device sync on a GPU, as the SSL trainer's
 # log_every): the first step, every LOG_EVERY-th and the last
 LOG_EVERY = 10
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto": CUDA when present, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise invalid_parameter("device", "the GAN", "'auto', 'cpu', 'cuda' or 'cuda:N'", device) from None
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class GanTrainConfig:
             raise invalid_parameter("lr", own, "a float in (0, 1)", self.lr)
         if not isinstance(self.beta1, (int, float)) or not 0 <= self.beta1 < 1:
             raise invalid_parameter("beta1", own, "a float in [0, 1)", self.beta1)
-        pick_device(self.device)
+        resolve_device(self.device, "the GAN")
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ def train_gan(images: np.ndarray, config: GanTrainConfig = GanTrainConfig(),
     if h != w:
         raise ShapeMismatchError(f"the GAN generates square images; these are {h}×{w}")
     shape = GanShape(size=h, channels=c, latent_dim=config.latent_dim, width=config.width)
-    device = pick_device(config.device)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     g, d = Generator(shape).to(device), Discriminator(shape).to(device)
     opt_g = torch.optim.Adam(g.parameters(), lr=config.lr, betas=(config.beta1, 0.999))

@@ -257,3 +257,18 @@ def test_a_diverging_loss_stops_the_run_at_the_next_read(data, tmp_path):
     with pytest.raises(AuditError, match=r"^the fixmatch loss became nan by step 5; try a lower --lr$"):
         trainer.fit()
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_one_device_rule_for_every_model_the_project_runs():
+    from audit.ssl.trainer import resolve_device
+    from redteam.attacks.transfer import TransferConfig
+    from redteam.generative.train import GanTrainConfig
+
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+    for make in (lambda d: resolve_device(d, "train"), lambda d: GanTrainConfig(device=d),
+                 lambda d: TransferConfig(model_path="m.pt", device=d)):
+        with pytest.raises(InvalidParameterError, match="'device' parameter .* be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            make("gpu0")
+        if not torch.cuda.is_available():
+            with pytest.raises(InvalidParameterError, match="'auto' or 'cpu' on a machine without CUDA"):
+                make("cuda:1")
