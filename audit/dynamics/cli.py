@@ -145,6 +145,7 @@ def dynamics(
                               allow_repeats=allow_repeats)
         lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
                                       labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
+        _check_records(cadence, steps, len(unl), mu * batch_size)  # before training, not after it
         if force:
             _clear(out)  # the data is known good by now: a failed start keeps the old run
         if resume and not (out / "predictions" / "meta.json").exists():
@@ -185,6 +186,22 @@ def _check_outputs(out: Path | None, json_path, html_path, csv_path, inputs: dic
         from audit.atomic import remove_stale_temps
 
         remove_stale_temps(out / "predictions")  # a killed recording's temporaries
+
+
+def _check_records(cadence, steps: int, pool_size: int, images_per_step: int) -> None:
+    """A run that cannot make the records the scores need fails before it trains, not after:
+    a fixed cadence records every ``every`` steps and at the last one; a budget records at
+    least that minimum, but never more than once a step."""
+    from audit.dynamics.predictions import MIN_RECORDS
+
+    every = cadence.every(pool_size, images_per_step)
+    records = min(steps, MIN_RECORDS) if every is None else -(-steps // every)
+    if records < MIN_RECORDS:
+        how = "" if every is None else f" recording {cadence.describe()}" + ("" if cadence.steps else f" ({every} steps)")
+        raise InvalidParameterError(
+            f"--steps {steps}{how} makes {records} record(s) of the predictions; the scores need at least "
+            f"{MIN_RECORDS}: " + (f"train {MIN_RECORDS} steps or more" if every is None else
+                                  f"train longer or record more often (e.g. --record-every {max(1, steps // MIN_RECORDS)})"))
 
 
 def _rounds(out: Path) -> list[Path]:

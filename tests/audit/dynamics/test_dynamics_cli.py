@@ -280,3 +280,21 @@ def test_recording_cadence_options_fail_before_any_work(tmp_path, pool):
     assert "--record-budget trains a model" in one_error_line(
         dyn("--predictions", preds, "--unlabeled", root, "--record-budget", "0.1"))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_too_short_for_three_records_fails_before_training(tmp_path, monkeypatch):
+    """The scores need 3 records: a cadence that cannot make them is refused before any step
+    (it used to train first and fail at scoring)."""
+    from audit.ssl import trainer
+
+    def no_training(*a, **k):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(trainer.Trainer, "fit", no_training)
+    base = ["--dataset", "digits", "--out", tmp_path / "r", "--allow-repeats", "--no-flip"]
+    line = one_error_line(dyn(*base, "--steps", "8", "--record-every", "4"))
+    assert "--steps 8 recording every 4 steps makes 2 record(s)" in line and "at least 3" in line
+    line = one_error_line(dyn(*base, "--steps", "12", "--record-every", "2epochs"))  # 2 x 1 398 images / (64 x 7): 7
+    assert "every 2 passes over the pool (7 steps) makes 2 record(s)" in line
+    assert "train 3 steps or more" in one_error_line(dyn(*base, "--steps", "2", "--record-budget", "0.1"))
+    assert not (tmp_path / "r").exists()
