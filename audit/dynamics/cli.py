@@ -137,20 +137,22 @@ def dynamics(
 
     if train_mode:
         from audit.data.split import training_sets
+        from audit.ssl.cli import option_names
         from audit.ssl.trainer import TrainConfig
 
-        tconfig = TrainConfig(algo=algo, algo_config=algo_config, model=model, steps=steps,
-                              batch_size=batch_size, mu=mu, lr=lr, ema=ema, eval_every=eval_every,
-                              checkpoint_every=checkpoint_every, seed=seed, device=device.value, flip=flip,
-                              allow_repeats=allow_repeats)
-        lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
-                                      labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
+        with option_names("dynamics"):
+            tconfig = TrainConfig(algo=algo, algo_config=algo_config, model=model, steps=steps,
+                                  batch_size=batch_size, mu=mu, lr=lr, ema=ema, eval_every=eval_every,
+                                  checkpoint_every=checkpoint_every, seed=seed, device=device.value, flip=flip,
+                                  allow_repeats=allow_repeats)
+            lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
+                                          labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
         _check_records(cadence, steps, len(unl), mu * batch_size)  # before training, not after it
         if force:
             _clear(out)  # the data is known good by now: a failed start keeps the old run
         if resume and not (out / "predictions" / "meta.json").exists():
             err.print(f"nothing to resume in {printable(out)}: starting a new run", highlight=False, markup=False)
-        with training_progress(err, algo, steps) as progress:
+        with training_progress(err, algo, steps) as progress, option_names("dynamics"):
             run = audit_rounds(tconfig, lab, unl, tst, out_dir=out, config=config, rounds=rounds,
                                record_every=cadence, resume=resume, epochs=epochs, pixel_links=pixel_links,
                                truth=truth, root=str(unlabeled or dataset), on_round=progress.round,

@@ -16,9 +16,11 @@ and ``--resume`` continues from it exactly.
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -107,18 +109,20 @@ def train(
     from audit.data.split import training_sets
     from audit.ssl.trainer import TrainConfig, Trainer
 
-    config = TrainConfig(
-        algo=algo, algo_config=algo_config, model=model, steps=steps,
-        batch_size=batch_size, mu=mu, lr=lr, eval_every=eval_every, checkpoint_every=checkpoint_every,
-        seed=seed, device=device.value, flip=flip, allow_repeats=allow_repeats)
-    lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
-                                  labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
+    with option_names("train"):
+        config = TrainConfig(
+            algo=algo, algo_config=algo_config, model=model, steps=steps,
+            batch_size=batch_size, mu=mu, lr=lr, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            seed=seed, device=device.value, flip=flip, allow_repeats=allow_repeats)
+        lab, unl, tst = training_sets(dataset=dataset, labeled=labeled, unlabeled=unlabeled, test=test,
+                                      labels_per_class=labels_per_class, unlabeled_size=unlabeled_size, seed=seed)
 
     from audit.report.progress import Progress, console
 
     bars = Progress(console(stderr=True, quiet=quiet))  # the one progress display: plain lines in a CI log
     progress = bars.training(algo, steps)
-    trainer = Trainer(config, lab, unl, tst, out_dir=out, on_progress=progress.step)  # checks data first
+    with option_names("train"):
+        trainer = Trainer(config, lab, unl, tst, out_dir=out, on_progress=progress.step)  # checks data first
     if force:
         from audit.ssl.checkpoint import clear_run
 
@@ -136,6 +140,26 @@ def train(
     if result.per_class_ema:
         weakest = sorted(result.per_class_ema.items(), key=lambda kv: kv[1])[:3]
         typer.echo("weakest classes (EMA): " + ", ".join(f"{printable(name)} {100 * a:.0f}%" for name, a in weakest))
+
+
+# "The 'batch_size' parameter of TrainConfig must be ...": the library's names for what the user
+# typed as an option; these owners' parameters that are options are renamed to them.
+_LIBRARY_PARAMETER = re.compile(r"^The '(\w+)' parameter of (?:TrainConfig|balanced_split|training_sets|train)\b")
+_OPTION_NAMES = frozenset(OPTIONS) | {"ema"}
+
+
+@contextmanager
+def option_names(command: str) -> Iterator[None]:
+    """Library parameter errors in the user's terms: ``The 'batch_size' parameter of
+    TrainConfig`` becomes ``The '--batch-size' parameter of audit train``."""
+    try:
+        yield
+    except InvalidParameterError as exc:
+        m = _LIBRARY_PARAMETER.match(str(exc))
+        if m is None or m.group(1) not in _OPTION_NAMES:
+            raise
+        flag = "--" + m.group(1).replace("_", "-")
+        raise InvalidParameterError(f"The '{flag}' parameter of audit {command}{str(exc)[m.end():]}") from None
 
 
 def check_run_folder(out: Path, inputs: dict, *, resume: bool, force: bool, extra: tuple[str, ...] = ()) -> None:
@@ -170,4 +194,12 @@ def algorithm_overrides(algo: str, items: Optional[List[str]], command: str) -> 
     from audit.ssl.algorithms import ALGORITHMS
 
     cls = ALGORITHMS.get(algo)
-    return parse_overrides(items or [], cls.Config, owner=f"the {algo} algorithm", command=command)
+    values = parse_overrides(items or [], cls.Config, owner=f"the {algo} algorithm", command=command)
+    try:
+        cls.make_config(values)  # the values' ranges too, still before any data is read
+    except InvalidParameterError as exc:  # "... of FixMatchConfig": name it as the user wrote it
+        m = re.match(r"^The '(\w+)' parameter of \w+\b", str(exc))
+        if m is None:
+            raise
+        raise InvalidParameterError(f"The '--set {m.group(1)}' value of the {algo} algorithm{str(exc)[m.end():]}") from None
+    return values

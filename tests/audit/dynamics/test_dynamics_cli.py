@@ -297,4 +297,5 @@ def test_a_run_too_short_for_three_records_fails_before_training(tmp_path, monke
     line = one_error_line(dyn(*base, "--steps", "12", "--record-every", "2epochs"))  # 2 x 1 398 images / (64 x 7): 7
     assert "every 2 passes over the pool (7 steps) makes 2 record(s)" in line
     assert "train 3 steps or more" in one_error_line(dyn(*base, "--steps", "2", "--record-budget", "0.1"))
+    assert "The '--ema' parameter of audit dynamics must be" in one_error_line(dyn(*base, "--ema", "2"))  # not TrainConfig
     assert not (tmp_path / "r").exists()

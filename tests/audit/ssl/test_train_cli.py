@@ -97,8 +97,15 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "give --labeled DIR" in one_error_line(train("--out", tmp_path))
     assert one_error_line(train("--dataset", "cifar", "--out", tmp_path)) == (
         "error: cifar does not exist (and 'cifar' is not a built-in dataset: digits, fashion-mnist)")
-    assert "'steps' parameter of TrainConfig" in one_error_line(
+    # the options' names, not the library's (TrainConfig, balanced_split, FixMatchConfig), before any data
+    assert "The '--steps' parameter of audit train must be an int >= 1. Got 0" in one_error_line(
         train("--dataset", "digits", "--steps", "0", "--out", tmp_path))
+    assert "The '--labels-per-class' parameter of audit train must be" in one_error_line(
+        train("--dataset", "digits", "--labels-per-class", "0", "--out", tmp_path))
+    assert "The '--batch-size' parameter of audit train must be at most the 40 labeled images" in one_error_line(
+        train("--dataset", "digits", "--out", tmp_path))
+    assert one_error_line(train("--dataset", "digits", "--set", "threshold=2", "--out", tmp_path)) == (
+        "error: The '--set threshold' value of the fixmatch algorithm must be a number in [0.0, 1.0]. Got 2.0 instead.")
     assert "KEY=VALUE" in one_error_line(train("--dataset", "digits", "--set", "threshold", "--out", tmp_path))
     assert one_error_line(train("--dataset", "digits", "--set", "threshold=high", "--out", tmp_path)) == (
         "error: The 'threshold' parameter of the fixmatch algorithm must be a float. Got 'high' instead.")
