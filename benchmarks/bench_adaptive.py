@@ -78,7 +78,8 @@ VARIANTS = [
 
 def build_pool(variant: Variant, clean, train, test, seed: int, generator: str | None = None):
     """(images, kind, excluded): kind 0 clean, b for the b-th bridge; ``excluded`` marks clean
-    copies of x'/x* and each bridge's x* point (not false alarms, not misses)."""
+    copies of x'/x* (and of a hop's waypoint z, which the path passes through) and each
+    bridge's x* point (not false alarms, not misses)."""
     from audit.data.imageset import ImageSet
     from redteam.attacks import ATTACKS, AttackContext
 
@@ -106,7 +107,10 @@ def build_pool(variant: Variant, clean, train, test, seed: int, generator: str |
         ex = np.zeros(len(batch.images), bool)
         ex[[i for i, p in enumerate(batch.points) if p.alpha >= 1.0]] = True  # x* itself
         excluded.append(ex)
-        for end in (test.images[j], train.images[src]):  # their clean copies, where the pool has them
+        ends = [test.images[j], train.images[src]]
+        if config.get("shape") == "hop":  # the hop passes through the natural z (in a train pool)
+            ends.append(train.images[batch.meta["waypoint_index"]])
+        for end in ends:  # their clean copies, where the pool has them
             same = np.all(clean.images.reshape(len(clean), -1) == end.reshape(1, -1), axis=1)
             excluded[0] |= same
     return ImageSet(np.concatenate(images), tuple(f"i{k:06d}" for k in range(sum(map(len, images))))), \
