@@ -158,7 +158,11 @@ class Path(Detector):
         mutual = np.zeros(len(src), bool)
         for s0 in range(0, len(src), _CHUNK):  # never a links × k_mutual gather at once (0.6 GB at 1M)
             mutual[s0 : s0 + _CHUNK] = (idx[dst[s0 : s0 + _CHUNK], :km] == src[s0 : s0 + _CHUNK, None]).any(axis=1)
-        keep = mutual & (src < dst) | (mutual & ~_has_reverse(src, dst, n))  # each undirected link once
+        # each undirected link once: j→i is also listed when i is among j's k_link nearest
+        reverse = np.zeros(len(src), bool)
+        for s0 in range(0, len(src), _CHUNK):
+            reverse[s0 : s0 + _CHUNK] = (idx[dst[s0 : s0 + _CHUNK], :kl] == src[s0 : s0 + _CHUNK, None]).any(axis=1)
+        keep = mutual & ((src < dst) | ~reverse)
         src, dst, length = src[keep], dst[keep], length[keep]
         eligible = inputs.eligible[src] & inputs.eligible[dst]
         src, dst, length = src[eligible], dst[eligible], length[eligible]
@@ -267,12 +271,6 @@ class Path(Detector):
                    f"{extent:.0f} steps end to end ({how}; a curved, noisy or shifted interpolation, not a straight line)")
         return Finding(kind="path", severity=Severity.ERROR, score=float(n * np.log1p(tighter)),
                        members=tuple(out), summary=summary, evidence=evidence)
-
-
-def _has_reverse(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
-    """bool per directed link: the opposite link is also in the list."""
-    key = src * n + dst
-    return np.isin(dst * n + src, key)
 
 
 def _aligned(inputs: ScanInputs, src: np.ndarray, dst: np.ndarray, max_shift: int) -> np.ndarray:
