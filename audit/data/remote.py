@@ -201,22 +201,15 @@ def _fetch_groups(sizes: list[int | None]) -> list[tuple[int, int]]:
 
 def decode_objects(fs: Any, paths: list[str], sizes: list[int | None], size: tuple[int, int], max_pixels: int):
     """:func:`audit.data.readers.decode.decode_chunk` for objects: ``(pixels, channels, metas)``."""
-    arrays, channels, metas = [], [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+
+    def results():
         for lo, hi in _fetch_groups(sizes):
             fetched = fetch_small(fs, paths[lo:hi], sizes[lo:hi], max_pixels)
             for i in range(lo, hi):
                 im, reason = open_object(fs, paths[i], sizes[i], max_pixels, fetched.pop(i - lo, None))
-                arr, reason, flags, native, mode = D.decode_opened(im, reason, size, max_pixels)
-                if arr is not None:
-                    arrays.append(arr.reshape(-1))
-                    channels.append(arr.shape[2])
-                else:
-                    channels.append(0)
-                metas.append((reason, flags, native, mode))
-    pixels = np.concatenate(arrays) if arrays else np.zeros(0, np.uint8)
-    return pixels, channels, metas
+                yield D.decode_opened(im, reason, size, max_pixels)
+
+    return D.pack_decoded(results())
 
 
 def one_line(exc: BaseException) -> str:

@@ -227,17 +227,20 @@ def decode_chunk(paths: list[str], follow: list[bool], size: tuple[int, int], ma
     """Decode a chunk: ``(pixels, channels, metas)`` where ``pixels`` is every decoded image
     raveled into one uint8 array (one buffer to send back from a process), ``channels`` each
     image's C (0 when unreadable), and metas ``(reason, flags, (h, w), mode)`` per file."""
+    return pack_decoded(decode_one(p, f, size, max_pixels) for p, f in zip(paths, follow))
+
+
+def pack_decoded(results):
+    """``(pixels, channels, metas)`` of :func:`decode_chunk` from ``decode_one``-shaped results
+    ``(array or None, reason, flags, native, mode)``, consumed here (files or objects alike)."""
     arrays, channels, metas = [], [], []
     with warnings.catch_warnings():
         # our own max_pixels check (before decoding) is the guard; PIL's warnings would be noise
         warnings.simplefilter("ignore")
-        for p, f in zip(paths, follow):
-            arr, reason, flags, native, mode = decode_one(p, f, size, max_pixels)
+        for arr, reason, flags, native, mode in results:
             if arr is not None:
                 arrays.append(arr.reshape(-1))
-                channels.append(arr.shape[2])
-            else:
-                channels.append(0)
+            channels.append(0 if arr is None else arr.shape[2])
             metas.append((reason, flags, native, mode))
     pixels = np.concatenate(arrays) if arrays else np.zeros(0, np.uint8)
     return pixels, channels, metas
