@@ -148,6 +148,15 @@ def comparable(path: Path, drop_root: bool = False) -> dict:
     return doc
 
 
+def same_reports(docs: dict[str, list[dict]], reference: str, ignored: str) -> dict:
+    """Print whether every run's comparable report equals the first run of ``reference``; return it."""
+    ref = docs[reference][0]
+    runs = [d for ds in docs.values() for d in ds]
+    print(f"identical reports (all but {ignored}) in all {len(runs)} runs: {all(d == ref for d in runs)}; "
+          f"flagged {len(flagged(ref))} images in {len(ref['findings'])} findings")
+    return ref
+
+
 def flagged(doc: dict) -> set[str]:
     return {m["id"] for f in doc["findings"] for m in f["members"]}
 
@@ -221,10 +230,7 @@ def cmd_engines(a) -> None:
                      f"{max(r['shm_mib'] for r in rs):.0f} MiB")
         print(f"{e}: median of {len(rs)}: wall {med(rs, 'wall_s'):.1f} s, driver CPU {med(rs, 'cpu_s'):.1f} s, driver "
               f"max RSS {max(r['maxrss_mib'] for r in rs):.0f} MiB{extra}")
-    ref = docs["local"][0]
-    same = all(d == ref for d in docs["local"] + docs["ray"])
-    print(f"identical reports (all but timings_s, input.decode) in all {2 * a.repeat} runs: {same}; flagged "
-          f"{len(flagged(ref))} images in {len(ref['findings'])} findings")
+    same_reports(docs, "local", "timings_s, input.decode")
     lw, rw = med(runs["local"], "wall_s"), med(runs["ray"], "wall_s")
     lc = med(runs["local"], "cpu_s")
     rc = float(np.median([r["cpu_s"] + r["cluster_cpu_s"] + r["daemon_cpu_s"] for r in runs["ray"]]))
@@ -297,10 +303,7 @@ def cmd_s3(a) -> None:
     for where, rs in runs.items():
         print(f"{where}: median of {len(rs)}: wall {med(rs, 'wall_s'):.1f} s, CPU {med(rs, 'cpu_s'):.1f} s, max RSS "
               f"{max(r['maxrss_mib'] for r in rs):.0f} MiB")
-    ref = docs["disk"][0]
-    same = all(d == ref for d in docs["disk"] + docs["s3"])
-    print(f"identical reports (all but timings_s, input.decode, root) in all {2 * a.repeat} runs: {same}; flagged "
-          f"{len(flagged(ref))} images in {len(ref['findings'])} findings")
+    same_reports(docs, "disk", "timings_s, input.decode, root")
     print(f"s3/disk: wall {med(runs['s3'], 'wall_s') / med(runs['disk'], 'wall_s'):.2f}x")
 
 
