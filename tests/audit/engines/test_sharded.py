@@ -196,3 +196,37 @@ def test_engine_ray_without_ray_is_one_line(pool, tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["scan", str(tmp_path / "pool"), "--engine", "ray", "-q"])
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and "pip install" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+class _FakeRay:
+    """What RayExecutor asks of Ray at start-up, recording how it was initialised."""
+
+    def __init__(self) -> None:
+        self.init_kwargs: dict = {}
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.init_kwargs = kwargs
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 2.0}
+
+
+@pytest.mark.parametrize("env, address, expected, cpus", [
+    (None, None, "local", 2),  # never Ray's default, which follows a stale /tmp/ray/ray_current_cluster
+    ("ray://head:10001", None, "ray://head:10001", None),  # RAY_ADDRESS names the cluster
+    ("ray://head:10001", "auto", "auto", None),  # --address wins
+])
+def test_ray_executor_starts_local_unless_a_cluster_is_named(monkeypatch, env, address, expected, cpus):
+    import audit.engines.ray as ray_engine
+
+    fake = _FakeRay()
+    monkeypatch.setattr(ray_engine, "_ray", lambda: fake)
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    ex = ray_engine.RayExecutor(address, num_cpus=2)
+    assert fake.init_kwargs["address"] == expected and fake.init_kwargs["num_cpus"] == cpus and ex.workers == 2
