@@ -159,3 +159,11 @@ def test_cli_reports_bad_values_in_one_line(tmp_path):
     assert "The 'ratio' parameter of bench must be a float. Got 'abc' instead." in result.output
     result = CliRunner().invoke(app, ["bench", "--out", str(tmp_path), "--preset", "huge"])
     assert result.exit_code == 2 and "Unknown preset 'huge'" in result.output
+
+
+def test_adaptive_preset_is_every_adaptive_attack_against_a_clean_control():
+    cfg = PRESETS.get("adaptive")()
+    specs = expand(cfg)
+    attacks = {s.attack for s in specs}
+    assert {"noise", "translate", "jitter_translate", "curved", "slerp"} <= attacks and CONTROL in attacks
+    assert len(specs) == (len(cfg.attacks) + 1) * cfg.trials  # one control per trial
