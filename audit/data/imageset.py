@@ -101,6 +101,10 @@ class ImageSet:
     def with_ids(self, ids: Sequence[str]) -> "ImageSet":
         return replace(self, ids=tuple(ids))
 
+    def with_notes(self, notes: Sequence[str]) -> "ImageSet":
+        """The same set with ``notes`` said after the reader's own (console, JSON, HTML)."""
+        return replace(self, notes=tuple(self.notes) + tuple(notes))
+
     def pixels(self) -> np.ndarray:
         """float32 ``N×D`` in [0, 255]: the consistent scale every detector uses (uint8 rounding
         error is then at most 0.5 per coordinate)."""

@@ -8,6 +8,8 @@ cluster with ``--engine ray``; both give the local engine's findings (tests/audi
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +35,10 @@ class ShardedPool:
 
     def __len__(self) -> int:
         return len(self.pool)
+
+    def with_notes(self, notes) -> "ShardedPool":
+        """As :meth:`ImageSet.with_notes`: the same blocks, ``notes`` added after the reader's."""
+        return ShardedPool(dataclasses.replace(self.pool, notes=tuple(self.pool.notes) + tuple(notes)), self.executor)
 
     def rows(self, index) -> np.ndarray:
         from audit.engines.blocks import ShardedRows

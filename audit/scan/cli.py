@@ -10,7 +10,6 @@ the other formats go to stderr. Exit codes: 0 gate passed, 1 gate failed (a find
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import List, Optional
@@ -179,7 +178,7 @@ def scan(
                                               progress=lambda d, t: progress("read labeled", d, t))
             warnings = compare_labeled(images, labeled_set)
             if warnings:  # said in the console, JSON and HTML notes, like the reader's own notes
-                images = dataclasses.replace(images, notes=tuple(images.notes) + warnings)
+                images = images.with_notes(warnings)
         added = 0
         if against is not None and update:  # one pass holding STORE's lock: scan, gate, append
             result, added = update_store(images, against, config, accept=lambda r: gate(r, fail_on.value) == 0,

@@ -246,3 +246,16 @@ def test_stores_given_as_urls_are_refused(disk, tmp_path, monkeypatch, flag, url
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and ("not supported" in lines[0] or "plain path" in lines[0]), res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_url_pool_warns_about_a_labeled_set_of_another_size(memfs, tmp_path):
+    from PIL import Image
+
+    fs, root = memfs
+    labeled = tmp_path / "labeled"
+    for c in ("a", "b"):  # 6x6 colour: another native size and colour than the pool's
+        (labeled / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6, 3), 40 * i + 60 * (c == "b"), np.uint8)).save(labeled / c / f"{i}.png")
+    doc = _report([f"memory://{root}", "--labeled", str(labeled)])
+    assert any("natively 6×6" in n for n in doc["notes"])
