@@ -20,7 +20,6 @@ worker is alone: it is reported as unreadable (``decoder crashed``) and the rest
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,18 +28,12 @@ from typing import Callable, Iterator
 import numpy as np
 
 from audit.data.readers.decode import decode_chunk
+from audit.threads import cpu_count
 
 MIN_FILES_FOR_PROCESSES = 256
 MAX_WORKERS = 8
 CRASHED = "decoder crashed (its worker process died; hostile or corrupt file)"
 Job = tuple[int, list[str], list[bool]]  # (index of the first file, paths, follow flags)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def worker_count(requested: int | None, n_files: int) -> int:
