@@ -79,3 +79,47 @@ def test_colour_images_are_aligned_on_their_luminance():
                    for dy in range(-2, 3) for dx in range(-2, 3))
         slow.append(np.sqrt(best * h * w))
     assert np.allclose(fast, slow, rtol=1e-3, atol=1.0)
+
+
+def test_many_pairs_in_threaded_chunks_match_the_brute_force(items):
+    """Chunks of pairs run in threads, in an order that keeps linked images together: every
+    pair's distance lands in its own slot, whatever the order they were computed in."""
+    rng = np.random.default_rng(3)
+    shape = items.shape[1:]
+    rows = items.reshape(len(items), -1)
+    a, b = rng.integers(0, len(items), 200), rng.integers(0, len(items), 200)
+    many = aligned_distance(rows, shape, a, b, 2, chunk=7)
+    one = aligned_distance(rows, shape, a, b, 2, chunk=10_000)
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-3)
+    x = standardise(rows, shape)[:, 0]
+    h, w = shape[:2]
+    for i in rng.choice(200, 20, replace=False):
+        best = min(float(((x[a[i]][max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+                           - x[b[i]][max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]) ** 2).mean())
+                   for dy in range(-2, 3) for dx in range(-2, 3))
+        assert many[i] == pytest.approx(np.sqrt(best * h * w), rel=1e-3, abs=1.0)
+
+
+def test_copies_are_measured_again_in_float64():
+    """A² + B² - 2AB leaves float32 noise of about 1 on identical images; the close pairs are
+    measured again in float64 and read as what they are."""
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 256, (5, 32 * 32)).astype(np.uint8)
+    rows[1] = rows[0]
+    d = aligned_distance(rows, (32, 32, 1), np.array([0, 0]), np.array([1, 2]), 3)
+    assert d[0] < 1e-3
+    assert d[1] > 100
+
+
+def test_shifts_of_a_whole_side_are_not_searched():
+    """3×3 images with max_shift 4: a shift of 3 px or more has no overlap and must not read as a
+    perfect match (0); the distance is the best over the shifts that leave one."""
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 256, (2, 9)).astype(np.uint8)
+    fast = aligned_distance(rows, (3, 3, 1), np.array([0]), np.array([1]), 4)[0]
+    x = standardise(rows, (3, 3, 1))[:, 0]
+    best = min(float(((x[0][max(dy, 0):3 + min(dy, 0), max(dx, 0):3 + min(dx, 0)]
+                       - x[1][max(-dy, 0):3 + min(-dy, 0), max(-dx, 0):3 + min(-dx, 0)]) ** 2).mean())
+               for dy in range(-2, 3) for dx in range(-2, 3))
+    assert best > 1.0
+    assert fast == pytest.approx(np.sqrt(best * 9), rel=1e-3)
