@@ -35,6 +35,7 @@ import numpy as np
 
 from audit.features import Features
 from audit.neighbors import NeighborGraph
+from audit.threads import in_threads
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,13 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
     ia, ib = np.triu_indices(k, 1)
     abs_hi = cfg.abs_slack * np.sqrt(d_full * 2.0 / 12.0)  # the worst t (0 or 1)
     pts = np.flatnonzero(eligible) if points is None else points[eligible[points]]
-    out = []
     proj_linearity = np.zeros(len(proj))
-    for s in range(0, len(pts), cfg.chunk):
-        v = pts[s : s + cfg.chunk]
+
+    def one(v: np.ndarray) -> np.ndarray | None:
         nb = idx_all[v]  # B×k
         ok_nb = (nb >= 0) & eligible[np.maximum(nb, 0)]
         a = proj[np.maximum(nb, 0)] - proj[v][:, None, :]  # B×k×d
-        g = np.einsum("bid,bjd->bij", a, a, optimize=True)  # B×k×k Gram of neighbours - v
+        g = np.matmul(a, a.transpose(0, 2, 1))  # B×k×k Gram of neighbours - v
         gaa = g[:, ia, ia]
         gbb = g[:, ib, ib]
         gab = g[:, ia, ib]
@@ -139,7 +139,7 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
         ratio = np.where(between, np.sqrt(np.maximum(r2, 0)) / tol, np.inf)
         proj_linearity[v] = np.minimum(1.0, 1.0 / np.maximum(ratio.min(axis=1, initial=np.inf), 1e-9))
         if not good.any():
-            continue
+            return None
         # rank by bend sine r/sep: near-duplicate neighbours (tiny sep, noise-sized r) rank last
         score = np.where(good, np.sqrt(np.maximum(r2, 0)) / np.maximum(sep, 1e-6), np.inf)
         m = min(cfg.pairs_per_point, score.shape[1])
@@ -148,9 +148,11 @@ def propose_triples(graph: NeighborGraph, eligible: np.ndarray, d_full: int, cfg
         keep = np.isfinite(np.take_along_axis(score, best, 1))
         rows = np.nonzero(keep)[0]
         pairs = best[keep]
-        u = nb[rows, ia[pairs]]
-        w = nb[rows, ib[pairs]]
-        out.append(np.stack([u, v[rows], w], axis=1))
+        return np.stack([nb[rows, ia[pairs]], v[rows], nb[rows, ib[pairs]]], axis=1)
+
+    chunks = [pts[s : s + cfg.chunk] for s in range(0, len(pts), cfg.chunk)]
+    # chunks write disjoint rows of proj_linearity; numpy releases the GIL in its array loops
+    out = [t for t in in_threads(one, chunks) if t is not None]
     if not out:
         return np.empty((0, 3), np.int64), proj_linearity
     return np.concatenate(out).astype(np.int64), proj_linearity

@@ -109,3 +109,22 @@ def test_two_bridges_from_one_source_are_two_chains(clean_images, fashion):
     sets = [{m.index for m in f.members} for f in chains]
     assert any(set(range(n + 1, n + 15)) <= s for s in sets)
     assert any(set(range(n + 16, n + 30)) <= s for s in sets)
+
+
+def test_proposals_in_threaded_chunks_equal_one_batch(poisoned):
+    """propose_triples runs its chunks in threads; small chunks (many threads' worth) must give
+    exactly the triples and linearities of one batch, in the same order."""
+    from audit.features import build_features
+    from audit.neighbors import knn_graph
+    from audit.scan.colinearity import ColinearityConfig, propose_triples
+
+    images, _ = poisoned
+    f = build_features(images.images, dim=32)
+    g = knn_graph(f.projected, 8)
+    eligible = np.ones(len(images), bool)
+    eligible[::7] = False  # some points are not chain members
+    one, lin_one = propose_triples(g, eligible, f.rows.shape[1], ColinearityConfig(chunk=100_000))
+    many, lin_many = propose_triples(g, eligible, f.rows.shape[1], ColinearityConfig(chunk=13))
+    assert len(one) > 0
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(lin_one, lin_many)
