@@ -26,9 +26,6 @@ from redteam.attacks._bridge import check_float, check_int
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch, PoisonPoint
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas
-from redteam.generative.invert import generate, invert
-from audit.ssl.trainer import resolve_device
-from redteam.generative.train import load_generator
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,8 @@ class GanConfig:
         check_int(own, "restarts", self.restarts, 1, 100)
         check_int(own, "inversion_steps", self.inversion_steps, 1, 100_000)
         check_float(own, "inversion_lr", self.inversion_lr, 0.0, 10.0, low_open=True)
+        from audit.ssl.trainer import resolve_device  # torch: imported where a gan config is made, not to list attacks
+
         resolve_device(self.device, own)
 
 
@@ -61,6 +60,10 @@ class Gan(Attack):
     Config = GanConfig
 
     def generate(self, ctx: AttackContext, rng: np.random.Generator) -> PoisonBatch:
+        from audit.ssl.trainer import resolve_device
+        from redteam.generative.invert import generate, invert
+        from redteam.generative.train import load_generator
+
         cfg = self.config
         if not cfg.generator:
             raise InvalidParameterError("The 'generator' parameter of gan must be the path of a checkpoint "

@@ -18,19 +18,18 @@ channels, size and number of classes with default options). Images enter the mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from audit.errors import CheckpointError, InvalidParameterError, ShapeMismatchError
-from audit.ssl.augment import to_float
-from audit.ssl.models import MODELS, build_model
 from redteam.attacks._bridge import SOURCE_POINT, bridge_points, check_float, check_int
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas
-from audit.ssl.trainer import resolve_device
+
+if TYPE_CHECKING:  # torch is imported where an attack runs: listing attacks (`redteam --help`) stays fast
+    import torch
 
 _TRAINER_KEYS = ("model", "num_classes", "in_channels", "image_size", "state_dict")
 
@@ -54,12 +53,18 @@ class TransferConfig:
         check_int(own, "search_steps", self.search_steps, 1, 50)
         check_int(own, "steps", self.steps, 1, 100_000)
         check_float(own, "lr", self.lr, 0.0, 1.0, low_open=True)
+        from audit.ssl.trainer import resolve_device
+
         resolve_device(self.device, own)
 
 
 def load_init_model(path: str, model: str, shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
     """θ_init as an eval-mode model for ``shape`` (H, W, C) images and ``num_classes`` classes;
     one clear error when the file is missing, unreadable, or built for other data."""
+    import torch
+
+    from audit.ssl.models import MODELS, build_model
+
     if not path:
         raise InvalidParameterError("The 'model_path' parameter of transfer must be the path of θ_init "
                                     "(a trainer model.pt or a state_dict). Got '' instead.")
@@ -99,6 +104,11 @@ def smallest_perturbation(net: torch.nn.Module, x: np.ndarray, label: int, cfg: 
                           device: torch.device) -> tuple[np.ndarray | None, float]:
     """(x' uint8 ``H×W×C`` or None, the c that found it): the smallest-L2 rounded x' = x + δ
     with argmax f(x') = label over the binary search (see the module doc)."""
+    import torch
+    import torch.nn.functional as F
+
+    from audit.ssl.augment import to_float
+
     x0 = to_float(x[None], device)
     target = torch.tensor([label], device=device)
     best, best_l2, best_c = None, np.inf, float("nan")
@@ -136,6 +146,11 @@ class Transfer(Attack):
     Config = TransferConfig
 
     def generate(self, ctx: AttackContext, rng: np.random.Generator) -> PoisonBatch:
+        import torch
+
+        from audit.ssl.augment import to_float
+        from audit.ssl.trainer import resolve_device
+
         cfg = self.config
         k = ctx.train.num_classes or int(ctx.train.labels.max()) + 1
         net = load_init_model(cfg.model_path, cfg.model, ctx.train.shape, k)
