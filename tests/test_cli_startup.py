@@ -36,3 +36,12 @@ def test_a_lazy_registry_entry_is_the_class_itself():
     for name in ALGORITHMS:  # every lazy target exists, under its file's name
         cls = ALGORITHMS.get(name)
         assert cls.__module__ == f"audit.ssl.algorithms.{name}"
+
+
+def test_redteam_help_lists_every_attack_without_torch():
+    """`redteam --help` imports the attack registry (every attack's module and config); the gan
+    and transfer attacks import torch only where they run."""
+    code = ("from typer.testing import CliRunner; from redteam.cli import app; "
+            "from redteam.attacks import ATTACKS; h = CliRunner().invoke(app, ['inject', '--help']).output; "
+            "assert 'gan' in list(ATTACKS) and 'transfer' in list(ATTACKS), list(ATTACKS)")
+    assert "torch" not in _loaded_after(code)
