@@ -173,6 +173,9 @@ def _orient(f: Finding, pool, row: dict, lab: np.ndarray | None, labeled) -> Fin
     a, b = members[0].id, members[-1].id
     if source is not None:
         where = f"they run from '{a}' (next to labeled '{labeled.ids[source]}') to '{b}': likely target x*."
+    elif lab is not None:  # the labeled set was given: no end sits on one of its images
+        where = (f"their pixel line runs from '{a}' to '{b}'; neither end is next to a labeled image "
+                 "(a source outside the labeled set given, or not a bridge from one).")
     else:
         where = f"their pixel line runs from '{a}' to '{b}' (which end is the labeled source needs the labeled set)."
     head = f.summary.split(";")[0]

@@ -85,3 +85,15 @@ def test_without_the_labeled_set_both_ends_are_endpoints(fashion200):
     assert sorted(ends) == sorted([ids[0], ids[-1]])  # still the chain's two ends, in pixel order
     assert [m.role for m in g.members if m.role] == ["endpoint", "endpoint"]
     assert "needs the labeled set" in g.summary
+
+
+def test_a_labeled_set_with_no_image_at_either_end_is_said_as_such(fashion200):
+    """--labeled was given but neither end sits on one of its images: the summary says so, not
+    that the labeled set is missing."""
+    pool, probs, labeled, _ = _stalled_bridge(fashion200)
+    far = ImageSet(np.ascontiguousarray(fashion200.images[[5, 61]]), ("t-shirt/a.png", "trouser/c.png"),
+                   labels=np.array([0, 1]), class_names=labeled.class_names)
+    (g,) = orient_instances((_instance(pool, probs),), pool, far)
+    assert [m.role for m in g.members if m.role] == ["endpoint", "endpoint"]
+    assert "neither end is next to a labeled image" in g.summary
+    assert "needs the labeled set" not in g.summary
