@@ -36,6 +36,7 @@ import numpy as np
 from audit.features import Features
 from audit.neighbors import NeighborGraph
 from audit.threads import in_threads
+from audit.validate import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,19 @@ class ColinearityConfig:
     chunk: int = 2048  # points v per vectorised proposal batch
 
     def __post_init__(self) -> None:
-        from audit.scan.detectors.base import check_number  # base imports this module's users
-
         own = "ColinearityConfig"
         for name in ("abs_slack", "rel_tol", "noise_factor", "noise_cap"):
-            check_number(own, name, getattr(self, name), 0.0, low_open=True)
-        check_number(own, "max_systematic", self.max_systematic, 0.0, 1.0, low_open=True)
-        check_number(own, "min_span", self.min_span, 0.0)
-        check_number(own, "min_sep_factor", self.min_sep_factor, 0.0)
-        check_number(own, "dup_max_diff", self.dup_max_diff, 0, 255, integer=True)
-        check_number(own, "flat_std", self.flat_std, 0.0)
-        check_number(own, "extend", self.extend, 0.0)
-        check_number(own, "pairs_per_point", self.pairs_per_point, 1, integer=True)
-        check_number(own, "grow_rounds", self.grow_rounds, 1, integer=True)
-        check_number(own, "min_chain", self.min_chain, 3, integer=True)
-        check_number(own, "chunk", self.chunk, 1, integer=True)
+            check_float(own, name, getattr(self, name), 0.0, low_open=True)
+        check_float(own, "max_systematic", self.max_systematic, 0.0, 1.0, low_open=True)
+        check_float(own, "min_span", self.min_span, 0.0)
+        check_float(own, "min_sep_factor", self.min_sep_factor, 0.0)
+        check_int(own, "dup_max_diff", self.dup_max_diff, 0, 255)
+        check_float(own, "flat_std", self.flat_std, 0.0)
+        check_float(own, "extend", self.extend, 0.0)
+        check_int(own, "pairs_per_point", self.pairs_per_point, 1)
+        check_int(own, "grow_rounds", self.grow_rounds, 1)
+        check_int(own, "min_chain", self.min_chain, 3)
+        check_int(own, "chunk", self.chunk, 1)
 
 
 @dataclass(frozen=True, eq=False)

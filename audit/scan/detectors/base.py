@@ -24,6 +24,10 @@ from audit.errors import invalid_parameter
 from audit.features import Features
 from audit.findings import Finding, Severity
 from audit.neighbors import NeighborGraph
+from audit.validate import check_float
+
+# The name docs/detectors.md gave detector plug-ins before audit.validate; new code imports from there.
+check_number = check_float
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,21 +203,6 @@ def config_from(cls: type, options: Mapping[str, Any], owner: str):
     # a JSON list (``--set path.views=["pixels"]``) for a tuple field becomes a tuple: configs stay hashable
     tuples = {f.name for f in fields(cls) if isinstance(f.default, tuple)}
     return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in options.items()})
-
-
-def check_number(owner: str, name: str, value: Any, low: float, high: float | None = None, *,
-                 integer: bool = False, low_open: bool = False) -> None:
-    """Boundary validation for config fields, in scikit-learn's words."""
-    is_num = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
-    ok = is_num and not isinstance(value, bool) and np.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (high is None or v <= high)
-    if not ok:
-        what = "an int" if integer else "a number"
-        lo = f"> {low:g}" if low_open else f">= {low:g}"
-        allowed = f"{what} {lo}" + ("" if high is None else f" and <= {high:g}")
-        raise invalid_parameter(name, owner, allowed, value)
 
 
 def members_union(outputs: Mapping[str, DetectorOutput], min_severity: Severity) -> set[int]:

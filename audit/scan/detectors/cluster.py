@@ -32,7 +32,8 @@ import numpy as np
 from audit.errors import invalid_parameter
 from audit.findings import Finding, Member, Severity
 from audit.neighbors import NeighborGraph
-from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, check_number
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs
+from audit.validate import check_float, check_int
 
 METHODS = ("graph", "agglomerative")
 
@@ -49,10 +50,10 @@ class ClusterConfig:
         own = "ClusterConfig"
         if self.method not in METHODS:
             raise invalid_parameter("method", own, f"one of {', '.join(METHODS)}", self.method)
-        check_number(own, "tau_quantile", self.tau_quantile, 0.0, 1.0, low_open=True)
-        check_number(own, "min_size", self.min_size, 2, integer=True)
-        check_number(own, "size_quantile", self.size_quantile, 0.0, 1.0)
-        check_number(own, "tight_factor", self.tight_factor, 0.0, low_open=True)
+        check_float(own, "tau_quantile", self.tau_quantile, 0.0, 1.0, low_open=True)
+        check_int(own, "min_size", self.min_size, 2)
+        check_float(own, "size_quantile", self.size_quantile, 0.0, 1.0)
+        check_float(own, "tight_factor", self.tight_factor, 0.0, low_open=True)
 
 
 class ClusterDetector(Detector):

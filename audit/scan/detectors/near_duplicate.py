@@ -19,7 +19,8 @@ import numpy as np
 from audit.features import Features
 from audit.findings import Finding, Member, Severity
 from audit.neighbors import NeighborGraph
-from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, check_number, members_union
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, members_union
+from audit.validate import check_int
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class DuplicateConfig:
     min_group: int = 2  # a pair is already a group
 
     def __post_init__(self) -> None:
-        check_number("DuplicateConfig", "max_diff", self.max_diff, 0, 255, integer=True)
-        check_number("DuplicateConfig", "min_group", self.min_group, 2, integer=True)
+        check_int("DuplicateConfig", "max_diff", self.max_diff, 0, 255)
+        check_int("DuplicateConfig", "min_group", self.min_group, 2)
 
 
 class NearDuplicate(Detector):

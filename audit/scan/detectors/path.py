@@ -44,7 +44,8 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 
 from audit.errors import invalid_parameter
 from audit.findings import Finding, Member, Severity
-from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View, check_number
+from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs, View
+from audit.validate import check_float, check_int
 
 VIEWS = ("pixels", "invariant", "features")
 _CHUNK = 1 << 18  # links per step of the mutual-neighbour check
@@ -79,16 +80,16 @@ class PathConfig:
         own = "PathConfig"
         if isinstance(self.views, str) or not self.views or any(v not in VIEWS for v in self.views):
             raise invalid_parameter("views", own, f"a non-empty tuple of {', '.join(VIEWS)}", self.views)
-        check_number(own, "k_link", self.k_link, 1, integer=True)
-        check_number(own, "k_mutual", self.k_mutual, self.k_link, integer=True)
-        check_number(own, "tightness", self.tightness, 0.0, low_open=True)
-        check_number(own, "quantile", self.quantile, 0.0, 1.0, low_open=True)
-        check_number(own, "min_size", self.min_size, 3, integer=True)
-        check_number(own, "min_extent", self.min_extent, 1.0)
-        check_number(own, "max_shift", self.max_shift, 0, 16, integer=True)
-        check_number(own, "align_fraction", self.align_fraction, 0.0, 1.0, low_open=True)
-        check_number(own, "fragment_link", self.fragment_link, 1.0)
-        check_number(own, "max_overlap", self.max_overlap, 0.0, 1.0)
+        check_int(own, "k_link", self.k_link, 1)
+        check_int(own, "k_mutual", self.k_mutual, self.k_link)
+        check_float(own, "tightness", self.tightness, 0.0, low_open=True)
+        check_float(own, "quantile", self.quantile, 0.0, 1.0, low_open=True)
+        check_int(own, "min_size", self.min_size, 3)
+        check_float(own, "min_extent", self.min_extent, 1.0)
+        check_int(own, "max_shift", self.max_shift, 0, 16)
+        check_float(own, "align_fraction", self.align_fraction, 0.0, 1.0, low_open=True)
+        check_float(own, "fragment_link", self.fragment_link, 1.0)
+        check_float(own, "max_overlap", self.max_overlap, 0.0, 1.0)
 
 
 @dataclass(frozen=True, eq=False)

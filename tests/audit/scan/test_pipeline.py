@@ -49,7 +49,7 @@ def test_bad_config_is_rejected_in_sklearn_form(clean_images):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"bridge": {"abs_slack": -1}}, "'abs_slack' parameter of ColinearityConfig must be a number > 0"),
+    ({"bridge": {"abs_slack": -1}}, "'abs_slack' parameter of ColinearityConfig must be a float > 0"),
     ({"bridge": {"min_chain": 2}}, "'min_chain' parameter of ColinearityConfig must be an int >= 3"),
     ({"cluster": {"tau_quantile": 1.5}}, "'tau_quantile' parameter of ClusterConfig"),
     ({"near_duplicate": {"max_diff": 300}}, "'max_diff' parameter of DuplicateConfig"),
