@@ -1,6 +1,6 @@
-"""Helpers shared by the attack files (not an attack): config validation in scikit-learn's words,
-splitting a budget over several paths, and the linear bridge before rounding, for attacks that
-perturb it (paper 4.4's noise, the adaptive attacks of 5.2).
+"""Helpers shared by the attack files (not an attack): splitting a budget over several paths, and
+the linear bridge before rounding, for attacks that perturb it (paper 4.4's noise, the adaptive
+attacks of 5.2). Config checks are in ``audit.validate``.
 
 Source override: an attack whose x' is not the labeled source ``ctx.source`` says so in its
 ``PoisonBatch.meta``: ``SOURCE_INDEX`` = the index of x' in ``ctx.train`` (4.1: an unlabeled pool
@@ -12,37 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from audit.errors import InvalidParameterError, invalid_parameter
+from audit.errors import InvalidParameterError
 from redteam.attacks.base import AttackContext, PoisonPoint
 from redteam.density import alphas
 
 SOURCE_INDEX = "source_index"  # meta key: x' is ctx.train[i], not the labeled ctx.source
 SOURCE_POINT = "source_point"  # meta key: x' is the i-th image of the batch (a synthetic x')
-
-
-def check_int(owner: str, name: str, value: object, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        allowed = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
-        raise invalid_parameter(name, owner, allowed, value)
-
-
-def check_float(owner: str, name: str, value: object, low: float, high: float, *, low_open: bool = False,
-                high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise invalid_parameter(name, owner, f"a float in {interval}", value)
-
-
-def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise invalid_parameter(name, owner, "one of " + ", ".join(f"'{c}'" for c in choices), value)
 
 
 def split_budget(n: int, weights: list[float], owner: str, what: str) -> list[int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audit.errors import InvalidParameterError
-from redteam.attacks._bridge import check_float, check_int
+from audit.validate import check_float, check_int
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch, PoisonPoint
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from redteam.attacks._bridge import bridge_points, check_float, linear_bridge, perturbed, to_uint8
+from audit.validate import check_float
+from redteam.attacks._bridge import bridge_points, linear_bridge, perturbed, to_uint8
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's convert("L")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from redteam.attacks._bridge import bridge_points, check_float, check_int, linear_bridge, perturbed, to_uint8
+from audit.validate import check_float, check_int
+from redteam.attacks._bridge import bridge_points, linear_bridge, perturbed, to_uint8
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.attacks.jitter import JitterConfig, jitter
 from redteam.attacks.translate import draw_shifts, translate

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from redteam.attacks._bridge import bridge_points, check_int, linear_bridge, perturbed, to_uint8
+from audit.validate import check_int
+from redteam.attacks._bridge import bridge_points, linear_bridge, perturbed, to_uint8
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 
 

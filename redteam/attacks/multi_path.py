@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from audit.errors import DataError
-from redteam.attacks._bridge import bridge_points, check_int, split_budget
+from audit.validate import check_int
+from redteam.attacks._bridge import bridge_points, split_budget
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas

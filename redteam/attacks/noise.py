@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from redteam.attacks._bridge import (bridge_points, check_choice, check_float, linear_bridge, perturbed,
-                                     to_uint8)
+from audit.validate import check_choice, check_float
+from redteam.attacks._bridge import bridge_points, linear_bridge, perturbed, to_uint8
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 
 KINDS = ("gaussian", "uniform")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from redteam.attacks._bridge import bridge_points, check_int, to_uint8
+from audit.validate import check_int
+from redteam.attacks._bridge import bridge_points, to_uint8
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.density import alphas
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from audit.errors import CheckpointError, InvalidParameterError, ShapeMismatchError
-from redteam.attacks._bridge import SOURCE_POINT, bridge_points, check_float, check_int
+from audit.validate import check_float, check_int
+from redteam.attacks._bridge import SOURCE_POINT, bridge_points
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
 from redteam.attacks.linear import interpolate
 from redteam.density import alphas

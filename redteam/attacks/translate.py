@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from audit.errors import InvalidParameterError
-from redteam.attacks._bridge import bridge_points, check_choice, check_int, linear_bridge, perturbed, to_uint8
+from audit.validate import check_choice, check_int
+from redteam.attacks._bridge import bridge_points, linear_bridge, perturbed, to_uint8
 
 PADDINGS = ("reflect", "zero")
 from redteam.attacks.base import Attack, AttackContext, PoisonBatch
