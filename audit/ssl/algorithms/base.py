@@ -125,10 +125,3 @@ def entropy(p: Tensor) -> Tensor:
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-row cross-entropy with probability targets ``N×C``."""
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
-
-
-def check_range(owner: str, name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    """Config validation in scikit-learn's message form."""
-    ok = (lo < value if lo_open else lo <= value) and value <= hi
-    if not ok:
-        raise invalid_parameter(name, owner, f"a number in {'(' if lo_open else '['}{lo}, {hi}]", value)

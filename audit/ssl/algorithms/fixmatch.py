@@ -40,8 +40,9 @@ from torch import Tensor, nn
 
 from audit.errors import invalid_parameter
 from audit.ssl.algorithms.base import (
-    Algorithm, Batch, StepOutput, check_range, forward_split, sharpen, soft_cross_entropy,
+    Algorithm, Batch, StepOutput, forward_split, sharpen, soft_cross_entropy,
 )
+from audit.validate import check_float
 
 
 THRESHOLD_MODES = ("fixed", "self_adaptive", "flexmatch")
@@ -70,12 +71,12 @@ class FixMatchConfig:
     soft_temperature: float = 1.0  # soft targets are sharpen(p, T); 1 = the distribution as it is
 
     def __post_init__(self) -> None:
-        check_range("FixMatchConfig", "threshold", self.threshold, 0.0, 1.0)
-        check_range("FixMatchConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("FixMatchConfig", "dist_align_momentum", self.dist_align_momentum, 0.0, 1.0)
-        check_range("FixMatchConfig", "sat_momentum", self.sat_momentum, 0.0, 1.0)
-        check_range("FixMatchConfig", "flex_momentum", self.flex_momentum, 0.0, 1.0)
-        check_range("FixMatchConfig", "soft_temperature", self.soft_temperature, 0.0, float("inf"), lo_open=True)
+        check_float("FixMatchConfig", "threshold", self.threshold, 0.0, 1.0)
+        check_float("FixMatchConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("FixMatchConfig", "dist_align_momentum", self.dist_align_momentum, 0.0, 1.0)
+        check_float("FixMatchConfig", "sat_momentum", self.sat_momentum, 0.0, 1.0)
+        check_float("FixMatchConfig", "flex_momentum", self.flex_momentum, 0.0, 1.0)
+        check_float("FixMatchConfig", "soft_temperature", self.soft_temperature, 0.0, low_open=True)
         if self.threshold_mode not in THRESHOLD_MODES:
             raise invalid_parameter("threshold_mode", "FixMatchConfig", f"one of {', '.join(THRESHOLD_MODES)}",
                                     self.threshold_mode)

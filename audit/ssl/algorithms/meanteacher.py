@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audit.errors import InvalidParameterError
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split, ramp
+from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, forward_split, ramp
+from audit.validate import check_float
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class MeanTeacherConfig:
     rampup: float = 0.4  # fraction of the run over which λu ramps up linearly (USB's unsup_warm_up)
 
     def __post_init__(self) -> None:
-        check_range("MeanTeacherConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("MeanTeacherConfig", "rampup", self.rampup, 0.0, 1.0)
+        check_float("MeanTeacherConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("MeanTeacherConfig", "rampup", self.rampup, 0.0, 1.0)
 
 
 def consistency(student_logits: Tensor, teacher_probs: Tensor) -> Tensor:

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audit.ssl.algorithms.base import (
-    Algorithm, Batch, StepOutput, check_range, forward_split, ramp, sharpen, soft_cross_entropy,
+    Algorithm, Batch, StepOutput, forward_split, ramp, sharpen, soft_cross_entropy,
 )
+from audit.validate import check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ class MixMatchConfig:
     rampup_steps: int = 0
 
     def __post_init__(self) -> None:
-        check_range("MixMatchConfig", "k", self.k, 1, 64)
-        check_range("MixMatchConfig", "temperature", self.temperature, 0.0, float("inf"), lo_open=True)
-        check_range("MixMatchConfig", "alpha", self.alpha, 0.0, float("inf"), lo_open=True)
-        check_range("MixMatchConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("MixMatchConfig", "rampup", self.rampup, 0.0, 1.0)
-        check_range("MixMatchConfig", "rampup_steps", self.rampup_steps, 0, float("inf"))
+        check_int("MixMatchConfig", "k", self.k, 1, 64)
+        check_float("MixMatchConfig", "temperature", self.temperature, 0.0, low_open=True)
+        check_float("MixMatchConfig", "alpha", self.alpha, 0.0, low_open=True)
+        check_float("MixMatchConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("MixMatchConfig", "rampup", self.rampup, 0.0, 1.0)
+        check_int("MixMatchConfig", "rampup_steps", self.rampup_steps, 0)
 
 
 def mixup_lambda(alpha: float, size: tuple[int, ...] = ()) -> Tensor:

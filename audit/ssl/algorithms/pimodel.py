@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split, ramp
+from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, forward_split, ramp
+from audit.validate import check_float
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,9 @@ class PiModelConfig:
     dropout: float = 0.5  # dropout before the classifier, the second noise source (the paper's 0.5)
 
     def __post_init__(self) -> None:
-        check_range("PiModelConfig", "dropout", self.dropout, 0.0, 0.99)
-        check_range("PiModelConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("PiModelConfig", "rampup", self.rampup, 0.0, 1.0)
+        check_float("PiModelConfig", "dropout", self.dropout, 0.0, 0.99)
+        check_float("PiModelConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("PiModelConfig", "rampup", self.rampup, 0.0, 1.0)
 
 
 class PiModel(Algorithm):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split, ramp
+from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, forward_split, ramp
+from audit.validate import check_float
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,9 @@ class PseudoLabelConfig:
     rampup: float = 0.4  # fraction of the run over which λu ramps up linearly (USB's unsup_warm_up)
 
     def __post_init__(self) -> None:
-        check_range("PseudoLabelConfig", "threshold", self.threshold, 0.0, 1.0)
-        check_range("PseudoLabelConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("PseudoLabelConfig", "rampup", self.rampup, 0.0, 1.0)
+        check_float("PseudoLabelConfig", "threshold", self.threshold, 0.0, 1.0)
+        check_float("PseudoLabelConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("PseudoLabelConfig", "rampup", self.rampup, 0.0, 1.0)
 
 
 class PseudoLabel(Algorithm):

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audit.errors import invalid_parameter
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, forward_split
+from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, forward_split
+from audit.validate import check_float
 
 TSA_SCHEDULES = ("linear", "exp", "log")
 
@@ -30,9 +31,9 @@ class UDAConfig:
     tsa: str | None = None  # None, "linear", "exp" or "log": UDA's training-signal annealing (off as in USB)
 
     def __post_init__(self) -> None:
-        check_range("UDAConfig", "threshold", self.threshold, 0.0, 1.0)
-        check_range("UDAConfig", "temperature", self.temperature, 0.0, float("inf"), lo_open=True)
-        check_range("UDAConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
+        check_float("UDAConfig", "threshold", self.threshold, 0.0, 1.0)
+        check_float("UDAConfig", "temperature", self.temperature, 0.0, low_open=True)
+        check_float("UDAConfig", "lambda_u", self.lambda_u, 0.0)
         if self.tsa is not None and self.tsa not in TSA_SCHEDULES:
             raise invalid_parameter("tsa", "UDAConfig", f"None or one of {', '.join(TSA_SCHEDULES)}", self.tsa)
 

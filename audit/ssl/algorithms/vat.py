@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, check_range, entropy, forward_split, ramp
+from audit.ssl.algorithms.base import Algorithm, Batch, StepOutput, entropy, forward_split, ramp
+from audit.validate import check_float, check_int
 
 REFERENCE_DIM = 32 * 32 * 3  # ε = 6 is USB's value for CIFAR-sized inputs
 
@@ -31,12 +32,12 @@ class VATConfig:
 
     def __post_init__(self) -> None:
         if self.eps is not None:
-            check_range("VATConfig", "eps", self.eps, 0.0, float("inf"), lo_open=True)
-        check_range("VATConfig", "xi", self.xi, 0.0, float("inf"), lo_open=True)
-        check_range("VATConfig", "power_iterations", self.power_iterations, 1, 100)
-        check_range("VATConfig", "lambda_u", self.lambda_u, 0.0, float("inf"))
-        check_range("VATConfig", "lambda_ent", self.lambda_ent, 0.0, float("inf"))
-        check_range("VATConfig", "rampup", self.rampup, 0.0, 1.0)
+            check_float("VATConfig", "eps", self.eps, 0.0, low_open=True)
+        check_float("VATConfig", "xi", self.xi, 0.0, low_open=True)
+        check_int("VATConfig", "power_iterations", self.power_iterations, 1, 100)
+        check_float("VATConfig", "lambda_u", self.lambda_u, 0.0)
+        check_float("VATConfig", "lambda_ent", self.lambda_ent, 0.0)
+        check_float("VATConfig", "rampup", self.rampup, 0.0, 1.0)
 
 
 def default_eps(x: Tensor) -> float:

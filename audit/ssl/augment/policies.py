@@ -14,7 +14,8 @@ import torch
 
 from audit.errors import invalid_parameter
 from audit.ssl.augment.ops import OPS, affine_theta, apply_round
-from audit.ssl.augment.tensor import Draw, check_fraction, check_images
+from audit.ssl.augment.tensor import Draw, check_images
+from audit.validate import check_float, check_int
 
 MAX_OPS = 10  # more rounds than this only turns every image into noise
 
@@ -71,7 +72,7 @@ class Weak:
     def __post_init__(self) -> None:
         if not isinstance(self.flip, bool):
             raise invalid_parameter("flip", "Weak", "a bool", self.flip)
-        check_fraction(self.pad, "pad", "Weak", 0.5, high_open=True)
+        check_float("Weak", "pad", self.pad, 0.0, 0.5, high_open=True)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -109,16 +110,15 @@ class Strong:
     fill: float = 0.5  # grey for pixels moved in by Rotate/Shear/Translate and for Cutout (PIL's 128)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_ops, bool) or not isinstance(self.n_ops, int) or not 0 <= self.n_ops <= MAX_OPS:
-            raise invalid_parameter("n_ops", "Strong", f"an int in [0, {MAX_OPS}]", self.n_ops)
+        check_int("Strong", "n_ops", self.n_ops, 0, MAX_OPS)
         m = self.magnitude
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= 10):
             raise invalid_parameter("magnitude", "Strong", "None or an int in [0, 10]", m)
-        check_fraction(self.cutout, "cutout", "Strong", 1.0)
+        check_float("Strong", "cutout", self.cutout, 0.0, 1.0)
         if not isinstance(self.flip, bool):
             raise invalid_parameter("flip", "Strong", "a bool", self.flip)
-        check_fraction(self.pad, "pad", "Strong", 0.5, high_open=True)
-        check_fraction(self.fill, "fill", "Strong", 1.0)
+        check_float("Strong", "pad", self.pad, 0.0, 0.5, high_open=True)
+        check_float("Strong", "fill", self.fill, 0.0, 1.0)
 
     def sample(self, batch: int, height: int, width: int, generator: torch.Generator | None = None) -> StrongParams:
         """Draw the parameters of one call for ``batch`` images of ``height``×``width``."""

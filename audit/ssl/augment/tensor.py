@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audit.errors import ShapeMismatchError, invalid_parameter
+from audit.errors import ShapeMismatchError
 
 
 def to_float(images: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
@@ -58,17 +58,6 @@ def check_images(x: object, owner: str) -> torch.Tensor:
             f"{getattr(x, 'dtype', type(x).__name__)} with shape {tuple(getattr(x, 'shape', ()))}"
         )
     return x
-
-
-def check_fraction(value: object, name: str, owner: str, high: float, high_open: bool = False) -> float:
-    """A float in [0, high] (or [0, high)); bools are refused."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = 0.0 <= value < high if high_open else 0.0 <= value <= high
-    if not ok:
-        interval = f"[0, {high})" if high_open else f"[0, {high}]"
-        raise invalid_parameter(name, owner, f"a float in {interval}", value)
-    return float(value)
 
 
 class Draw:

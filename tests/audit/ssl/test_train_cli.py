@@ -105,7 +105,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "The '--batch-size' parameter of audit train must be at most the 40 labeled images" in one_error_line(
         train("--dataset", "digits", "--out", tmp_path))
     assert one_error_line(train("--dataset", "digits", "--set", "threshold=2", "--out", tmp_path)) == (
-        "error: The '--set threshold' value of the fixmatch algorithm must be a number in [0.0, 1.0]. Got 2.0 instead.")
+        "error: The '--set threshold' value of the fixmatch algorithm must be a float in [0, 1]. Got 2.0 instead.")
     assert "KEY=VALUE" in one_error_line(train("--dataset", "digits", "--set", "threshold", "--out", tmp_path))
     assert one_error_line(train("--dataset", "digits", "--set", "threshold=high", "--out", tmp_path)) == (
         "error: The 'threshold' parameter of the fixmatch algorithm must be a float. Got 'high' instead.")
