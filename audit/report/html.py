@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from audit.atomic import write_atomic
 from audit.data.imageset import ImageSet
@@ -99,19 +99,17 @@ def render_html(
     inside that finding. ``context`` (``audit.report.context``) carries the scope, the labeled
     set and the links between findings; built here when not given."""
     ctx = context or build_context(result)
-    page = _Page(images, ctx, max_thumbs)
+    pg = _Page(images, ctx, max_thumbs)
     title = title or f"audit {result.tool}: {result.root}"
     out = [
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         _header(ctx, title, fail_on),
         _copy_block("Flagged files (warning and above)", ctx, ctx.flagged(), whole=True),
     ]
     if extra_figures:
         out.append("<h2>Figures</h2>")
-        out.extend(_figure(caption, png) for caption, png in extra_figures.items())
+        out.extend(figure(caption, png) for caption, png in extra_figures.items())
     for heading, (head, rows) in (tables or {}).items():
-        out.append(f"<h2>{_e(heading)}</h2>" + _grid(head, rows))
+        out.append(f"<h2>{_e(heading)}</h2>" + grid(head, rows))
     position = {id(f): i for i, f in enumerate(result.findings)}
     figs = finding_figures or {}
     major = [f for f in ctx.order if f.severity.rank >= Severity.WARNING.rank]
@@ -120,20 +118,27 @@ def render_html(
     if not major:
         out.append("<p>No finding at warning or error severity.</p>")
     for f in major[:max_findings]:
-        out.append(page.finding(f, figs.get(position[id(f)], {})))
+        out.append(pg.finding(f, figs.get(position[id(f)], {})))
     out.append(_more(len(major) - max_findings, "findings"))
     if minor:
         kinds = ", ".join(sorted({f.kind for f in minor}))
         out.append(f"<h2>Lower-severity groups ({len(minor)})</h2>")
         out.append(f"<details><summary>Show {len(minor)} info findings ({_e(kinds)})</summary>")
         for f in minor[:max_findings]:
-            out.append(page.finding(f, figs.get(position[id(f)], {})))
+            out.append(pg.finding(f, figs.get(position[id(f)], {})))
         out.append(_more(len(minor) - max_findings, "findings") + "</details>")
     out.append(_entries("Unreadable files", result.unreadable, "files"))
     out.append(_entries("Skipped on purpose (not scanned)", result.skipped, "entries"))
     out.append("<footer><p class=\"more\">The JSON and CSV reports list every finding and image.</p></footer>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    return page(title, out)
+
+
+def page(title: str, body: Sequence[str], css: str = "") -> str:
+    """A whole self-contained page around ``body`` (HTML fragments, joined by newlines): the
+    house CSS plus ``css``, no script. Shared with the other reports (``redteam bench``)."""
+    return "\n".join(["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+                      f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head><body>", *body,
+                      "</body></html>\n"])
 
 
 def write_html(result: AuditResult, images: ImageSet | None, path: str | Path, **kw) -> Path:
@@ -187,7 +192,7 @@ class _Page:
         parts.append(_copy_block(f"Files of {ctx.label(f)}", ctx, [m.id for m in f.members]))
         raw = json.dumps({"summary": f.summary, **f.to_json()["evidence"]}, indent=1, ensure_ascii=False)
         parts.append(f"<details><summary>Raw evidence (as in the JSON report)</summary><pre class=\"raw\">{_e(raw)}</pre></details>")
-        parts.extend(_figure(c, png) for c, png in figures.items())
+        parts.extend(figure(c, png) for c, png in figures.items())
         parts.append("</section>")
         return "\n".join(parts)
 
@@ -245,7 +250,7 @@ class _Page:
             rows.append(row)
         more = _more(len(f.members) - MAX_MEMBER_ROWS, "members")
         return (f"<details><summary>All {len(f.members)} members, full ids</summary>"
-                + _grid(head, rows, cls="grid members") + more + "</details>")
+                + grid(head, rows, cls="grid members") + more + "</details>")
 
 
 def _where(stored: bool | None) -> str:
@@ -289,7 +294,7 @@ def _header(ctx: ReportContext, title: str, fail_on: str | None) -> str:
     counts = result.to_json()["counts"]
     if counts:
         sevs = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
-        out.append(_grid(["kind", *sevs], [[k, *(str(row.get(s, 0)) for s in sevs)] for k, row in counts.items()]))
+        out.append(grid(["kind", *sevs], [[k, *(str(row.get(s, 0)) for s in sevs)] for k, row in counts.items()]))
     out.append("</header>")
     return "\n".join(out)
 
@@ -324,9 +329,12 @@ def _lines(ids: Sequence[str]) -> str:
     return "\n".join(_e(i) for i in ids)
 
 
-def _grid(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "grid") -> str:
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table class=\"{cls}\"><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + f"</tr>{body}</table>"
+def grid(head: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "grid",
+         cell: Callable[[object], str] | None = None) -> str:
+    """A table; every cell goes through ``cell`` (default :func:`escape`), which must return safe HTML."""
+    cell = cell or escape
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class=\"{cls}\"><tr>" + "".join(f"<th>{cell(h)}</th>" for h in head) + f"</tr>{body}</table>"
 
 
 def _entries(heading: str, entries, what: str) -> str:
@@ -342,7 +350,7 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_EVIDENCE_CHARS else text[:MAX_EVIDENCE_CHARS] + "…"
 
 
-def _figure(caption: str, png: bytes) -> str:
+def figure(caption: str, png: bytes) -> str:
     return (f"<figure class=\"fig\"><img src=\"{data_uri(png)}\" alt=\"{_e(caption)}\">"
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
@@ -356,5 +364,9 @@ def _num(x: float) -> str:
     return "n/a" if x != x else f"{x:.4g}"
 
 
-def _e(text: object) -> str:
+def escape(text: object) -> str:
+    """Data as HTML text: made printable (``audit.report.text``), then ``html.escape``d, quotes included."""
     return html.escape(printable(text), quote=True)
+
+
+_e = escape  # short: every piece of data on the page goes through it
