@@ -202,8 +202,8 @@ def _split_list(values: Optional[list[str]], convert: Any = str, name: str = "")
 
 @app.command("bench")
 def bench(
-    out: Annotated[Path, _Opt("--out", "-o", help="Output folder: trials/*.json, results.json, report.md, *.png. "
-                                                   "Rerunning into it resumes.")],
+    out: Annotated[Path, _Opt("--out", "-o", help="Output folder: trials/*.json, results.json, report.md, "
+                                                   "report.html (self-contained), *.png. Rerunning into it resumes.")],
     preset: Annotated[str, _Opt(help="smoke (digits, ~2 min), cpu_small (Fashion-MNIST, ~1 h on 2 cores), "
                                      "gpu (one H200 call), paper, paper_densities (GPU). Flags below override "
                                      "it.")] = "smoke",
