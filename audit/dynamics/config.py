@@ -9,6 +9,7 @@ import numpy as np
 
 from audit.dynamics.knn import METHODS
 from audit.errors import invalid_parameter
+from audit.validate import check_choice
 
 # The score `audit dynamics` flags with unless told otherwise: the one that separated bridges on
 # real runs (docs/benchmarks.md, "audit dynamics"); the paper's influence stays in every report as
@@ -42,8 +43,7 @@ class DynamicsConfig:
             if not (isinstance(w, (tuple, list)) and len(w) == 2 and all(isinstance(i, int) for i in w)
                     and 0 <= w[0] < w[1]):
                 raise invalid_parameter("window", owner, "None or a pair of record indices (a, b) with 0 <= a < b", w)
-        if self.knn not in METHODS:
-            raise invalid_parameter("knn", owner, f"one of {', '.join(METHODS)}", self.knn)
+        check_choice(owner, "knn", self.knn, METHODS)
         for name in ("pca_dim", "candidates", "motion_neighbors", "smooth_neighbors"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:

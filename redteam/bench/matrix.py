@@ -26,6 +26,7 @@ from audit.errors import invalid_parameter
 from audit.ssl.algorithms import ALGORITHMS
 from audit.ssl.config import TrainConfig
 from audit.ssl.models import MODELS
+from audit.validate import check_choice
 from redteam.attacks import ATTACKS
 from redteam.density import DENSITIES
 from redteam.inject import MAX_RATIO
@@ -127,8 +128,7 @@ class BenchConfig:
                 raise invalid_parameter(name, own, f"an int >= {lo}", v)
         if self.pool is not None and (isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 3):
             raise invalid_parameter("pool", own, "an int >= 3 or None", self.pool)
-        if self.source_choice not in SOURCE_CHOICES:
-            raise invalid_parameter("source_choice", own, f"one of {', '.join(SOURCE_CHOICES)}", self.source_choice)
+        check_choice(own, "source_choice", self.source_choice, SOURCE_CHOICES)
         if self.pairs is not None:
             pairs = tuple(p if isinstance(p, Pair) else Pair(**p) for p in self.pairs)
             object.__setattr__(self, "pairs", pairs)

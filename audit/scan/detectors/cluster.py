@@ -29,11 +29,10 @@ from typing import Mapping
 
 import numpy as np
 
-from audit.errors import invalid_parameter
 from audit.findings import Finding, Member, Severity
 from audit.neighbors import NeighborGraph
 from audit.scan.detectors.base import Detector, DetectorOutput, ScanInputs
-from audit.validate import check_float, check_int
+from audit.validate import check_choice, check_float, check_int
 
 METHODS = ("graph", "agglomerative")
 
@@ -48,8 +47,7 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         own = "ClusterConfig"
-        if self.method not in METHODS:
-            raise invalid_parameter("method", own, f"one of {', '.join(METHODS)}", self.method)
+        check_choice(own, "method", self.method, METHODS)
         check_float(own, "tau_quantile", self.tau_quantile, 0.0, 1.0, low_open=True)
         check_int(own, "min_size", self.min_size, 2)
         check_float(own, "size_quantile", self.size_quantile, 0.0, 1.0)

@@ -42,7 +42,7 @@ from audit.errors import invalid_parameter
 from audit.ssl.algorithms.base import (
     Algorithm, Batch, StepOutput, forward_split, sharpen, soft_cross_entropy,
 )
-from audit.validate import check_float
+from audit.validate import check_choice, check_float
 
 
 THRESHOLD_MODES = ("fixed", "self_adaptive", "flexmatch")
@@ -77,12 +77,8 @@ class FixMatchConfig:
         check_float("FixMatchConfig", "sat_momentum", self.sat_momentum, 0.0, 1.0)
         check_float("FixMatchConfig", "flex_momentum", self.flex_momentum, 0.0, 1.0)
         check_float("FixMatchConfig", "soft_temperature", self.soft_temperature, 0.0, low_open=True)
-        if self.threshold_mode not in THRESHOLD_MODES:
-            raise invalid_parameter("threshold_mode", "FixMatchConfig", f"one of {', '.join(THRESHOLD_MODES)}",
-                                    self.threshold_mode)
-        if self.pseudo_label not in PSEUDO_LABELS:
-            raise invalid_parameter("pseudo_label", "FixMatchConfig", f"one of {', '.join(PSEUDO_LABELS)}",
-                                    self.pseudo_label)
+        check_choice("FixMatchConfig", "threshold_mode", self.threshold_mode, THRESHOLD_MODES)
+        check_choice("FixMatchConfig", "pseudo_label", self.pseudo_label, PSEUDO_LABELS)
         for name in ("weak_no_grad", "dist_align"):
             if not isinstance(getattr(self, name), bool):
                 raise invalid_parameter(name, "FixMatchConfig", "a bool", getattr(self, name))

@@ -34,7 +34,7 @@ def test_registry_names_and_unknown_name():
 def test_config_validates_at_the_boundary():
     with pytest.raises(InvalidParameterError, match="'window' parameter of DynamicsConfig"):
         DynamicsConfig(window=(5, 2))
-    with pytest.raises(InvalidParameterError, match="'knn' parameter of DynamicsConfig must be one of auto"):
+    with pytest.raises(InvalidParameterError, match="'knn' parameter of DynamicsConfig must be one of 'auto', 'ivf', 'flat'. Got"):
         DynamicsConfig(knn="hnsw")
 
 

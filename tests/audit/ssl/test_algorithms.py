@@ -119,7 +119,7 @@ def test_fixmatch_self_adaptive_threshold_follows_the_models_confidence_per_clas
     restored = FixMatch(algo.config, num_classes=C)
     restored.load_state_dict(algo.state_dict())
     torch.testing.assert_close(restored.sat_p, algo.sat_p)
-    with pytest.raises(InvalidParameterError, match="fixed, self_adaptive, flexmatch"):
+    with pytest.raises(InvalidParameterError, match="must be one of 'fixed', 'self_adaptive', 'flexmatch'. Got 'flex'"):
         FixMatch.make_config({"threshold_mode": "flex"})
 
 
@@ -159,7 +159,7 @@ def test_fixmatch_soft_pseudo_labels_train_towards_the_sharpened_distribution():
     assert floats(out)["unsup_loss"] != pytest.approx(floats(hard)["unsup_loss"], rel=1e-3)  # not the argmax loss
     masked = FixMatch(FixMatch.make_config({**cfg, "threshold": 0.95}), num_classes=C).step(model, batch(x_u))
     assert floats(masked)["unsup_loss"] == 0.0 and floats(masked)["mask_rate"] == 0.0
-    with pytest.raises(InvalidParameterError, match="'pseudo_label' parameter of FixMatchConfig must be one of hard, soft"):
+    with pytest.raises(InvalidParameterError, match="'pseudo_label' parameter of FixMatchConfig must be one of 'hard', 'soft'. Got"):
         FixMatch.make_config({"pseudo_label": "fuzzy"})
 
 
