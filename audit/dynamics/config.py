@@ -9,7 +9,7 @@ import numpy as np
 
 from audit.dynamics.knn import METHODS
 from audit.errors import invalid_parameter
-from audit.validate import check_choice
+from audit.validate import check_choice, check_float
 
 # The score `audit dynamics` flags with unless told otherwise: the one that separated bridges on
 # real runs (docs/benchmarks.md, "audit dynamics"); the paper's influence stays in every report as
@@ -48,14 +48,11 @@ class DynamicsConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise invalid_parameter(name, owner, "an int >= 1", v)
-        if not (self.motion_dedupe >= 0):
-            raise invalid_parameter("motion_dedupe", owner, "a float >= 0", self.motion_dedupe)
-        if not (self.motion_eps > 0):
-            raise invalid_parameter("motion_eps", owner, "a float > 0", self.motion_eps)
-        if not (self.z > 0):
-            raise invalid_parameter("z", owner, "a float > 0", self.z)
-        if self.min_scale is not None and not (self.min_scale >= 0):
-            raise invalid_parameter("min_scale", owner, "a float >= 0", self.min_scale)
+        check_float(owner, "motion_dedupe", self.motion_dedupe, 0.0)
+        check_float(owner, "motion_eps", self.motion_eps, 0.0, low_open=True)
+        check_float(owner, "z", self.z, 0.0, low_open=True)
+        if self.min_scale is not None:
+            check_float(owner, "min_scale", self.min_scale, 0.0)
         if self.max_flagged is not None and (not isinstance(self.max_flagged, int) or self.max_flagged < 1):
             raise invalid_parameter("max_flagged", owner, "None or an int >= 1", self.max_flagged)
 
