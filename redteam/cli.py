@@ -299,6 +299,8 @@ def bench(
         typer.echo(f"  FAILED {printable(r.key)}: {printable((r.error or '').splitlines()[0])}")
     typer.echo(f"results: {printable(outcome.results_path)}")
     typer.echo(f"report:  {printable(outcome.report_path)}")
+    if outcome.report_path is not None and outcome.report_path.with_suffix(".html").is_file():
+        typer.echo(f"         {printable(outcome.report_path.with_suffix('.html'))} (one page, plots inside)")
     if outcome.failed:
         raise typer.Exit(1)
 

@@ -2,7 +2,7 @@
 
     OUT/trials/<key>.json     one trial (TrialResult.to_json), key = TrialSpec.key (a config hash)
     OUT/results.json          every trial of the matrix in matrix order, plus the bench config
-    OUT/report.md, OUT/*.png  report.py
+    OUT/report.md, OUT/report.html, OUT/*.png  report.py (the HTML page embeds the plots)
 
 Every file is written to a temporary name, fsynced and renamed into place, so a kill leaves a
 trial either complete or absent; a file that does not parse (disk full, hand edits) counts as

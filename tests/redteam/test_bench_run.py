@@ -148,6 +148,7 @@ def test_cli_end_to_end_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2/2 trials finished (2 computed, 0 reused)" in result.output
     assert f"report:  {tmp_path / 'report.md'}" in result.output
+    assert f"{tmp_path / 'report.html'} (one page, plots inside)" in result.output
     assert "smoke (modified)" in (tmp_path / "report.md").read_text()
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "(0 computed, 2 reused)" in result.output
