@@ -110,8 +110,20 @@ class InjectConfig:
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "attack_config"}
         cfg = self.attack_config
-        out["attack_config"] = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-        return out
+        out["attack_config"] = _plain(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg)
+        return _plain(out)
+
+
+def _plain(obj):
+    """JSON-ready copy: numpy scalars (valid config values, e.g. ``sigma=np.int64(8)``) as Python
+    numbers, inside dicts, lists and tuples."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
 
 
 @dataclass(frozen=True, eq=False)

@@ -277,3 +277,15 @@ def test_an_interrupted_write_leaves_nothing_at_out_and_its_leftovers_go_next_ti
     write_poisoned(ds, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.{proc.pid}.0.tmp", "o"]
     assert read_manifest(out).n == 3
+
+
+def test_numpy_scalars_in_the_configs_reach_the_manifest_as_numbers():
+    """Configs accept numpy scalars (a sweep's np.arange values); the manifest must still be JSON."""
+    from redteam.attacks.noise import NoiseConfig
+    from redteam.inject import InjectConfig
+
+    cfg = InjectConfig(dataset="digits", target=np.int64(3), ratio=np.float32(0.02), seed=np.int64(1),
+                       attack="noise", attack_config=NoiseConfig(sigma=np.int64(8)))
+    raw = json.loads(json.dumps(cfg.to_json()))
+    assert raw["target"] == 3 and raw["seed"] == 1 and raw["attack_config"]["sigma"] == 8
+    assert abs(raw["ratio"] - 0.02) < 1e-6
