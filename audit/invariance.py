@@ -79,7 +79,8 @@ def aligned_distance(rows: np.ndarray, shape: tuple[int, int, int], a: np.ndarra
     sums of ``A²`` and ``B²`` are box sums per image (two small matrix products), never per pair.
     Pairs are taken in an order that keeps linked images together (reverse Cuthill-McKee of the
     pair graph: a chunk's pairs share their images, and each distinct image of a chunk is
-    standardised and transformed once; 60k Fashion-MNIST path links: 1.8 -> 1.0 s)."""
+    standardised and transformed once), chunks in threads. 60k Fashion-MNIST path links (103k
+    pairs, 2 cores): 0.8-0.9 s wall, against 1.8 s with three spectra per pair in file order."""
     h, w, _ = shape
     m = int(max_shift)
     a = np.asarray(a, np.int64)
