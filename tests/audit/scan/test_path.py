@@ -118,6 +118,8 @@ def test_a_straight_bridge_is_left_to_the_bridge_detector(clean_images, fashion)
     ({"k_mutual": 1}, "'k_mutual' parameter of PathConfig must be an int >= 6"),
     ({"tightness": 0}, "'tightness' parameter of PathConfig"),
     ({"min_size": 2}, "'min_size' parameter of PathConfig"),
+    ({"grow_k": -1}, "'grow_k' parameter of PathConfig must be an int >= 0"),
+    ({"grow_links": 0}, "'grow_links' parameter of PathConfig must be an int >= 1"),
 ])
 def test_path_options_are_validated(clean_images, options, message):
     with pytest.raises(InvalidParameterError, match=message):
@@ -226,3 +228,28 @@ def test_a_chain_shorter_than_natural_neighbours_is_not_a_bridge(clean_images):
     lenient = scan(make_set(np.concatenate([clean_images, faint])),
                    ScanConfig(detectors=("bridge",), options={"bridge": {"min_span": 0.0}}))
     assert [f for f in lenient.findings if f.kind == "bridge"]  # the chain is there: span decides
+
+
+@pytest.mark.parametrize("links, whole", [({"k_link": 2, "k_mutual": 2}, False), ({"k_link": 3, "k_mutual": 3}, True)])
+def test_a_found_path_grows_by_aligned_distance_to_what_its_links_missed(clean_images, fashion, links, whole):
+    """With few links per image the mutual graph proposes only part of a shifted bridge (as the
+    |FFT| neighbours do in a dense pool: 11 and 21 of 24 images here); growth adds the members
+    tight, in aligned distance, to two of the path's own, and no natural image."""
+    bridge, _ = _curve(fashion, "shift", np.random.default_rng(1))
+    clean = _pool(clean_images, fashion)
+    n0 = len(clean)
+    pool = make_set(np.concatenate([clean, bridge]))
+    inside = set(range(n0, n0 + N))
+
+    def members(options):
+        res = scan(pool, ScanConfig(options={"path": options}))
+        return {m.index for f in _found(res, "path", n0, n0 + N) for m in f.members}, res
+
+    without, _ = members(links | {"grow_k": 0})
+    grown, res = members(links)
+    assert 0 < len(without & inside) < len(grown & inside)
+    assert grown <= inside  # no clean image joins
+    if whole:
+        assert grown == inside
+    joined = sorted(grown - without)
+    assert np.all(res.scores["path"][joined] > 1.0)  # joined members score as tight images
