@@ -78,8 +78,8 @@ VARIANTS = [
 
 def build_pool(variant: Variant, clean, train, test, seed: int, generator: str | None = None):
     """(images, kind, excluded): kind 0 clean, b for the b-th bridge; ``excluded`` marks clean
-    copies of x'/x* (and of a hop's waypoint z, which the path passes through) and each
-    bridge's x* point (not false alarms, not misses)."""
+    copies of x'/x* (and of a hop's waypoint z, which the path passes through, and of every
+    source x'_i of a multi-path bridge) and each bridge's x* point (not false alarms, not misses)."""
     from audit.data.imageset import ImageSet
     from redteam.attacks import ATTACKS, AttackContext
 
@@ -110,6 +110,9 @@ def build_pool(variant: Variant, clean, train, test, seed: int, generator: str |
         ends = [test.images[j], train.images[src]]
         if config.get("shape") == "hop":  # the hop passes through the natural z (in a train pool)
             ends.append(train.images[batch.meta["waypoint_index"]])
+        if "source_ids" in batch.meta:  # multi_path: every x'_i starts a path (labeled copies in a train pool)
+            row = {i: k for k, i in enumerate(train.ids)}
+            ends += [train.images[row[i]] for i in batch.meta["source_ids"]]
         for end in ends:  # their clean copies, where the pool has them
             same = np.all(clean.images.reshape(len(clean), -1) == end.reshape(1, -1), axis=1)
             excluded[0] |= same
