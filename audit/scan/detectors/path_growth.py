@@ -47,7 +47,8 @@ def grow(members: np.ndarray, projected: np.ndarray, eligible: np.ndarray, d_ref
             break
         tried.update(pairs)
         c, m = np.array(pairs, np.int64).T
-        r = aligned(c, m) / np.maximum(np.minimum(d_ref[c], d_ref[m]), 1e-9)
+        scale = np.minimum(d_ref[c], d_ref[m])  # inf where a tiny pool has fewer than K others
+        r = np.where(np.isfinite(scale), aligned(c, m) / np.maximum(scale, 1e-9), np.inf)
         tight = r <= threshold
         count = np.bincount(c[tight], minlength=n)
         new = np.flatnonzero((count >= links) & ~inside)
