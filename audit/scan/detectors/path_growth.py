@@ -38,7 +38,7 @@ def grow(members: np.ndarray, projected: np.ndarray, eligible: np.ndarray, d_ref
     tried: set[tuple[int, int]] = set()
     frontier = np.asarray(members, np.int64)
     out_s, out_d, out_r = [], [], []
-    sq = np.einsum("ij,ij->i", projected, projected, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", projected, projected)  # float32: it only picks candidates
     for _ in range(rounds):
         c, m = _candidates(frontier, projected, sq, min(k, n - 1))
         ok = ~inside[c] & eligible[c]
