@@ -87,7 +87,7 @@ class Finding:
             "summary": self.summary,
             "size": len(self.members),
             "members": [m.to_json() for m in self.members],
-            "evidence": _jsonable(self.evidence),
+            "evidence": jsonable(self.evidence),
         }
 
 
@@ -135,13 +135,13 @@ class AuditResult:
             "n_skipped": len(self.skipped),
             "skipped": [u.to_json() for u in self.skipped],
             "notes": list(self.notes),
-            "input": _jsonable(self.inputs),
+            "input": jsonable(self.inputs),
             "n_findings": len(self.findings),
             "counts": _counts(self.findings),
             "flagged": self.flagged(),
             "findings": [dict(f.to_json(), overlaps=links)
                          for f, links in zip(self.findings, _overlap_json(self.findings))],
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -187,17 +187,21 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else round(x, 6)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any, *, exact: bool = False) -> Any:
+    """``obj`` with numpy scalars and arrays as Python numbers and lists, tuples as lists, keys as
+    strings, enums as their values: what ``json.dumps`` takes. Report values (the default) are
+    rounded to 6 decimals with NaN/inf as None; ``exact`` keeps every float as it is (configs that
+    must read back equal, e.g. a manifest's)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, exact=exact) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v, exact=exact) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist(), exact=exact)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return _finite(float(obj))
+        return float(obj) if exact else _finite(float(obj))
     if isinstance(obj, Enum):
         return obj.value
     return obj

@@ -40,6 +40,7 @@ from audit.atomic import atomic_folder, remove_stale_temps
 from audit.data.imageset import ImageSet, Splits
 from audit.data.split import balanced_indices
 from audit.data.write import png_paths, write_bytes_atomic, write_pngs
+from audit.findings import jsonable
 from audit.groundtruth import Endpoint, Manifest, PoisonedFile, is_manifest
 from audit.errors import DataError, InvalidParameterError, ShapeMismatchError, invalid_parameter
 from redteam.attacks import ATTACKS, AttackContext
@@ -110,20 +111,10 @@ class InjectConfig:
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "attack_config"}
         cfg = self.attack_config
-        out["attack_config"] = _plain(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg)
-        return _plain(out)
+        out["attack_config"] = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+        return jsonable(out, exact=True)  # numpy scalars (valid config values) as Python numbers
 
 
-def _plain(obj):
-    """JSON-ready copy: numpy scalars (valid config values, e.g. ``sigma=np.int64(8)``) as Python
-    numbers, inside dicts, lists and tuples."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    return obj
 
 
 @dataclass(frozen=True, eq=False)
