@@ -109,7 +109,7 @@ def render_html(
         out.append("<h2>Figures</h2>")
         out.extend(figure(caption, png) for caption, png in extra_figures.items())
     for heading, (head, rows) in (tables or {}).items():
-        out.append(f"<h2>{_e(heading)}</h2>" + grid(head, rows))
+        out.append(f"<h2>{escape(heading)}</h2>" + grid(head, rows))
     position = {id(f): i for i, f in enumerate(result.findings)}
     figs = finding_figures or {}
     major = [f for f in ctx.order if f.severity.rank >= Severity.WARNING.rank]
@@ -123,7 +123,7 @@ def render_html(
     if minor:
         kinds = ", ".join(sorted({f.kind for f in minor}))
         out.append(f"<h2>Lower-severity groups ({len(minor)})</h2>")
-        out.append(f"<details><summary>Show {len(minor)} info findings ({_e(kinds)})</summary>")
+        out.append(f"<details><summary>Show {len(minor)} info findings ({escape(kinds)})</summary>")
         for f in minor[:max_findings]:
             out.append(pg.finding(f, figs.get(position[id(f)], {})))
         out.append(_more(len(minor) - max_findings, "findings") + "</details>")
@@ -137,7 +137,7 @@ def page(title: str, body: Sequence[str], css: str = "") -> str:
     """A whole self-contained page around ``body`` (HTML fragments, joined by newlines): the
     house CSS plus ``css``, no script. Shared with the other reports (``redteam bench``)."""
     return "\n".join(["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-                      f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head><body>", *body,
+                      f"<title>{escape(title)}</title><style>{_CSS}{css}</style></head><body>", *body,
                       "</body></html>\n"])
 
 
@@ -169,29 +169,29 @@ class _Page:
     def finding(self, f: Finding, figures: Figures) -> str:
         ctx, sev = self.ctx, f.severity.value
         why = explain(f, ctx)
-        head = (f"<h3>#{ctx.number[id(f)]} {_e(f.kind)} <span class=\"badge b-{sev}\">{sev}</span> "
+        head = (f"<h3>#{ctx.number[id(f)]} {escape(f.kind)} <span class=\"badge b-{sev}\">{sev}</span> "
                 f"&middot; {len(f.members)} images &middot; score {_num(f.score)}</h3>")
-        parts = [f"<section class=\"finding sev-{sev}\" id=\"{_e(ctx.anchor(f))}\">", head,
-                 f"<p class=\"fid\">finding id <code>{_e(ctx.key[id(f)])}</code></p>",
-                 f"<p class=\"lead\">{_e(why.sentence)}</p>"]
+        parts = [f"<section class=\"finding sev-{sev}\" id=\"{escape(ctx.anchor(f))}\">", head,
+                 f"<p class=\"fid\">finding id <code>{escape(ctx.key[id(f)])}</code></p>",
+                 f"<p class=\"lead\">{escape(why.sentence)}</p>"]
         if why.rows:
-            parts.append("<table class=\"facts\">" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+            parts.append("<table class=\"facts\">" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
                                                              for k, v in why.rows) + "</table>")
         links = ctx.overlap_lines(f)
         if links:
             parts.append("<p class=\"links\">Shares images with: " + "; ".join(
-                f"<a href=\"#{_e(ctx.anchor(o))}\">{_e(text)}</a>" for text, o, _ in links) + "</p>")
+                f"<a href=\"#{escape(ctx.anchor(o))}\">{escape(text)}</a>" for text, o, _ in links) + "</p>")
         strip = self.strip(f)
         inside = next((o for text, o, n in links if n == len({m.id for m in f.members})
                        and ctx.number[id(o)] < ctx.number[id(f)]), None)
         if inside is not None:  # every image already shown higher up: fold the repeat away
-            strip = (f"<details><summary>Thumbnails (the same images as {_e(ctx.label(inside))})</summary>"
+            strip = (f"<details><summary>Thumbnails (the same images as {escape(ctx.label(inside))})</summary>"
                      f"{strip}</details>")
         parts.append(strip)
         parts.append(self.members_table(f, why.member_columns))
         parts.append(_copy_block(f"Files of {ctx.label(f)}", ctx, [m.id for m in f.members]))
         raw = json.dumps({"summary": f.summary, **f.to_json()["evidence"]}, indent=1, ensure_ascii=False)
-        parts.append(f"<details><summary>Raw evidence (as in the JSON report)</summary><pre class=\"raw\">{_e(raw)}</pre></details>")
+        parts.append(f"<details><summary>Raw evidence (as in the JSON report)</summary><pre class=\"raw\">{escape(raw)}</pre></details>")
         parts.extend(figure(c, png) for c, png in figures.items())
         parts.append("</section>")
         return "\n".join(parts)
@@ -217,24 +217,24 @@ class _Page:
         if src is None:
             return ""
         uri = self.thumb_uri(str(src), labeled=True)
-        img = f"<img src=\"{uri}\" alt=\"{_e(src)}\">" if uri else "<div class=\"nopreview\">not loaded</div>"
+        img = f"<img src=\"{uri}\" alt=\"{escape(src)}\">" if uri else "<div class=\"nopreview\">not loaded</div>"
         text = source_text(f, self.ctx) or str(src)
-        return (f"<figure class=\"thumb role-source srcbox\" title=\"{_e(text)}\">{img}<figcaption>"
-                f"<span class=\"badge b-source\">labeled x'</span><br><span class=\"id\">{_e(src)}</span>"
+        return (f"<figure class=\"thumb role-source srcbox\" title=\"{escape(text)}\">{img}<figcaption>"
+                f"<span class=\"badge b-source\">labeled x'</span><br><span class=\"id\">{escape(src)}</span>"
                 f"</figcaption></figure>")
 
     def member(self, m) -> str:
         uri = self.thumb_uri(m.id)
-        img = (f"<img src=\"{uri}\" alt=\"{_e(m.id)}\">" if uri
+        img = (f"<img src=\"{uri}\" alt=\"{escape(m.id)}\">" if uri
                else "<div class=\"nopreview\">no preview</div>")
         role = m.role or ""
         role_cls = role if role in ("source", "target", "endpoint") else "other"
-        badge = f"<span class=\"badge b-{role_cls}\">{_e(role)}</span><br>" if role else ""
+        badge = f"<span class=\"badge b-{role_cls}\">{escape(role)}</span><br>" if role else ""
         badge += _where(self.ctx.stored(m.id))
         alpha = f"α={m.alpha:.3f}<br>" if m.alpha is not None else ""
         cls = f"thumb role-{role_cls}" if role else "thumb"
-        return (f"<figure class=\"{cls}\" title=\"{_e(m.id)}\">{img}<figcaption>{badge}{alpha}"
-                f"<span class=\"id\">{_e(m.id)}</span></figcaption></figure>")
+        return (f"<figure class=\"{cls}\" title=\"{escape(m.id)}\">{img}<figcaption>{badge}{alpha}"
+                f"<span class=\"id\">{escape(m.id)}</span></figcaption></figure>")
 
     def members_table(self, f: Finding, extra: Mapping[str, Mapping[str, str]]) -> str:
         against = self.ctx.scope.new_ids is not None
@@ -265,18 +265,18 @@ def _header(ctx: ReportContext, title: str, fail_on: str | None) -> str:
     if scope.store is not None:
         n_new = scope.n_new or 0
         n_batch = scope.n_batch if scope.n_batch is not None else n_new
-        meta = [("batch", f"{_e(scope.root)} ({n_batch} images: {n_new} new, {n_batch - n_new} already stored)"),
-                ("store", f"{_e(scope.store)} ({result.n_images - n_new} stored images)"),
+        meta = [("batch", f"{escape(scope.root)} ({n_batch} images: {n_new} new, {n_batch - n_new} already stored)"),
+                ("store", f"{escape(scope.store)} ({result.n_images - n_new} stored images)"),
                 ("scanned together", f"{result.n_images} images")]
         new_flagged = sum(1 for i in flagged if not ctx.stored(i))
         flag = f"{len(flagged)} ({new_flagged} new, {len(flagged) - new_flagged} stored)"
     else:
-        meta = [("scanned", _e(scope.root if scope.root is not None else result.root)),
+        meta = [("scanned", escape(scope.root if scope.root is not None else result.root)),
                 ("images", str(result.n_images))]
         flag = str(len(flagged))
     meta += [("unreadable", str(len(result.unreadable))), ("skipped", str(len(result.skipped))),
              ("findings", str(len(result.findings))), ("flagged images (warning+)", flag)]
-    out = [f"<header><h1>{_e(title)}</h1><p class=\"meta\">"]
+    out = [f"<header><h1>{escape(title)}</h1><p class=\"meta\">"]
     out.extend(f"<span><b>{k}</b>: {v}</span>" for k, v in meta)
     out.append("</p>")
     if fail_on is not None:
@@ -284,12 +284,12 @@ def _header(ctx: ReportContext, title: str, fail_on: str | None) -> str:
 
         failed = gate_failed(result, fail_on)
         word, cls = ("GATE FAILED", "fail") if failed else ("GATE PASSED", "pass")
-        out.append(f"<p><span class=\"verdict {cls}\">{word}</span> (fail on: {_e(fail_on)})</p>")
+        out.append(f"<p><span class=\"verdict {cls}\">{word}</span> (fail on: {escape(fail_on)})</p>")
     if result.notes:
-        out.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul>")
+        out.append("<ul class=\"notes\">" + "".join(f"<li>{escape(n)}</li>" for n in result.notes) + "</ul>")
     if result.inputs:
         out.append("<details><summary>What the reader met (sizes, modes, conversions)</summary><dl class=\"evidence\">" + "".join(
-            f"<dt>{_e(k)}</dt><dd>{_e(_short(v if isinstance(v, str) else json.dumps(v, default=str)))}</dd>"
+            f"<dt>{escape(k)}</dt><dd>{escape(_short(v if isinstance(v, str) else json.dumps(v, default=str)))}</dd>"
             for k, v in result.inputs.items()) + "</dl></details>")
     counts = result.to_json()["counts"]
     if counts:
@@ -310,23 +310,23 @@ def _copy_block(heading: str, ctx: ReportContext, ids: Sequence[str], *, whole: 
     note = (f" {escaped} names hold control or non-UTF-8 characters and are shown escaped; the JSON report has "
             "them exactly." if escaped else "")
     root = ctx.scope.root
-    where = f"relative to {_e(root)}" if root else "relative to the scanned folder"
+    where = f"relative to {escape(root)}" if root else "relative to the scanned folder"
     if files:
         rows = min(max(len(files), 2), 12)
-        parts.append(f"<p class=\"more\">{len(files)} files, {where}, one per line.{_e(note)}</p>"
+        parts.append(f"<p class=\"more\">{len(files)} files, {where}, one per line.{escape(note)}</p>"
                      f"<textarea class=\"paths\" readonly rows=\"{rows}\">{_lines(files)}</textarea>")
     if stored:
-        parts.append(f"<p class=\"more\">Stored images already in {_e(ctx.scope.store)}, not files of this batch "
+        parts.append(f"<p class=\"more\">Stored images already in {escape(ctx.scope.store)}, not files of this batch "
                      f"({len(stored)}):</p><textarea class=\"paths\" readonly rows=\"{min(max(len(stored), 2), 6)}\">"
                      f"{_lines(stored)}</textarea>")
     if whole:
-        return f"<h2>{_e(heading)} ({len(files) + len(stored)})</h2>" + "".join(parts)
+        return f"<h2>{escape(heading)} ({len(files) + len(stored)})</h2>" + "".join(parts)
     return f"<details><summary>Copy paths ({len(files) + len(stored)})</summary>{''.join(parts)}</details>"
 
 
 def _lines(ids: Sequence[str]) -> str:
     """One escaped name per line (each escaped on its own: a newline in a name stays ``\\x0a``)."""
-    return "\n".join(_e(i) for i in ids)
+    return "\n".join(escape(i) for i in ids)
 
 
 def grid(head: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "grid",
@@ -341,7 +341,7 @@ def _entries(heading: str, entries, what: str) -> str:
     """A collapsed list of ``path: reason`` (unreadable or skipped entries); empty when none."""
     if not entries:
         return ""
-    items = "".join(f"<li><code>{_e(u.path)}</code>: {_e(u.reason)}</li>" for u in entries[:MAX_UNREADABLE])
+    items = "".join(f"<li><code>{escape(u.path)}</code>: {escape(u.reason)}</li>" for u in entries[:MAX_UNREADABLE])
     return (f"<h2>{heading} ({len(entries)})</h2><details><summary>Show</summary><ul>{items}</ul>"
             + _more(len(entries) - MAX_UNREADABLE, what) + "</details>")
 
@@ -351,8 +351,8 @@ def _short(text: str) -> str:
 
 
 def figure(caption: str, png: bytes) -> str:
-    return (f"<figure class=\"fig\"><img src=\"{data_uri(png)}\" alt=\"{_e(caption)}\">"
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (f"<figure class=\"fig\"><img src=\"{data_uri(png)}\" alt=\"{escape(caption)}\">"
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
 def _more(n: int, what: str) -> str:
@@ -369,4 +369,3 @@ def escape(text: object) -> str:
     return html.escape(printable(text), quote=True)
 
 
-_e = escape  # short: every piece of data on the page goes through it
