@@ -35,36 +35,36 @@ def grow(members: np.ndarray, projected: np.ndarray, eligible: np.ndarray, d_ref
     n = len(projected)
     inside = np.zeros(n, bool)
     inside[members] = True
-    tried: set[tuple[int, int]] = set()
+    hits = np.zeros(n, np.int64)  # tight links to path members so far, over every round
     frontier = np.asarray(members, np.int64)
-    out_s, out_d, out_r = [], [], []
+    tight_s, tight_d, tight_r = [], [], []
     sq = np.einsum("ij,ij->i", projected, projected)  # float32: it only picks candidates
     for _ in range(rounds):
+        # each (candidate, member) pair is measured once: a round's members are new in it
         c, m = _candidates(frontier, projected, sq, min(k, n - 1))
         ok = ~inside[c] & eligible[c]
-        pairs = [(int(a), int(b)) for a, b in zip(c[ok], m[ok]) if (int(a), int(b)) not in tried]
-        if not pairs:
+        c, m = c[ok], m[ok]
+        if len(c) == 0:
             break
-        tried.update(pairs)
-        c, m = np.array(pairs, np.int64).T
         scale = np.minimum(d_ref[c], d_ref[m])  # inf where a tiny pool has fewer than K others
         r = np.where(np.isfinite(scale), aligned(c, m) / np.maximum(scale, 1e-9), np.inf)
         tight = r <= threshold
-        count = np.bincount(c[tight], minlength=n)
-        new = np.flatnonzero((count >= links) & ~inside)
+        np.add.at(hits, c[tight], 1)
+        tight_s.append(c[tight])
+        tight_d.append(m[tight])
+        tight_r.append(r[tight])
+        new = np.flatnonzero((hits >= links) & ~inside)
         if len(new) == 0:
             break
-        keep = tight & np.isin(c, new)
-        out_s.append(c[keep])
-        out_d.append(m[keep])
-        out_r.append(r[keep])
         inside[new] = True
         frontier = new
-    if not out_s:
+    s = np.concatenate(tight_s) if tight_s else np.empty(0, np.int64)
+    joined = inside[s]  # links of the images that joined, whichever round found them
+    if not joined.any():
         empty = np.empty(0, np.int64)
         return empty, empty, empty, np.empty(0)
-    s = np.concatenate(out_s)
-    return np.unique(s), s, np.concatenate(out_d), np.concatenate(out_r)
+    s, d, r = s[joined], np.concatenate(tight_d)[joined], np.concatenate(tight_r)[joined]
+    return np.unique(s), s, d, r
 
 
 def _candidates(rows: np.ndarray, projected: np.ndarray, sq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
