@@ -13,7 +13,9 @@ measures the aligned distance of every (candidate, member) pair. An image joins 
 tight links (``r <= tightness × reference``, the view's own threshold) to at least ``links``
 members: one tight link is what any natural look-alike of one member may have; two place it
 inside the path. Rounds stop when nothing joins. A clean pool has no path, so this costs nothing
-there; on a found path it costs ``k × members`` aligned distances a round (~15k, 0.1-0.2 s).
+there; a reported path costs ``k × members`` aligned distances a round (a 30-image bridge: ~15k,
+0.1-0.2 s) and a pass over the view's rows per 16 members (at 1M, ~15 s for a 500-image path:
+measured on lines before the detector stopped growing paths that bridge findings hold).
 """
 
 from __future__ import annotations
