@@ -267,3 +267,14 @@ def test_numeric_class_folders_keep_their_numbers(tmp_path, gray28):
     s = load_labeled_folder(tmp_path)
     assert s.class_names == ("0", "1", "2", "10")
     assert dict(zip(s.ids, s.labels.tolist())) == {"0/0.png": 0, "1/3.png": 1, "10/2.png": 3, "2/1.png": 2}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("side", [1, 28, 300])  # 300×300 RGB is 270 kB: more than tobytes' 64 KiB block
+def test_raw_bytes_equals_tobytes(mode, side):
+    from audit.data.readers.decode import raw_bytes
+
+    rng = np.random.default_rng(side)
+    a = rng.integers(0, 256, (side, side + 3, 3 if mode == "RGB" else 1), dtype=np.uint8)
+    im = Image.fromarray(a[:, :, 0] if mode == "L" else a, mode=mode)
+    assert raw_bytes(im) == im.tobytes() == a.tobytes()
