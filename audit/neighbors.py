@@ -4,11 +4,14 @@ Paper 5.2 proposes colinear triples and clusters from pixel-space neighbourhoods
 computes those neighbourhoods in the projected space (:mod:`audit.features`).
 
 Index choice (measured on 2 cores, 60k Fashion-MNIST, d = 64): an exact ``IndexFlatL2``
-all-pairs search costs ~7 s and grows as N², an ``IndexIVFFlat`` with ``nlist = 4·sqrt(N)`` and
-``nprobe = 16`` costs ~2 s (1.2 s training) with 99.3% recall of the 16 nearest neighbours. So
-pools up to ``exact_max`` (20k: about 1 s exact) use the exact index, larger ones IVF. At 1M
-(synthetic 32×32×3, nlist 4000, k-means on a 160k sample) nprobe 16 keeps 98.3% recall@16 (8:
-79%, 32: 100% at 1.8× the search cost); the kNN stage is then two thirds of the scan time.
+all-pairs search costs ~5-7 s and grows as N², an ``IndexIVFFlat`` with ``nlist = 2·sqrt(N)``
+and ``nprobe = 12`` under 1 s (training included) with 99.2% recall of the 16 nearest
+neighbours. So pools up to ``exact_max`` (20k: about 1 s exact) use the exact index, larger ones
+IVF. Fewer, larger lists than the earlier ``4·sqrt(N)`` with ``nprobe`` 16 scan about as many
+entries per query and find more of the true neighbours, while k-means (∝ nlist²) costs a
+quarter: 1M synthetic 32×32×3 (2,000 queries against an exact search) recall@16 0.983 -> 0.998,
+training 6.8 -> 2.1 s; 60k Fashion-MNIST 0.9910 -> 0.9916 in pixels, 0.9761 -> 0.9792 in the
+invariant view, at 0.1-0.2 s less per graph (docs/benchmarks.md).
 A GPU index is used when faiss was built with GPU support and a GPU is visible; CPU otherwise.
 
 Shape contract: ``indices`` int64 ``N×k`` (row i never contains i; -1 pads rows that have fewer
@@ -25,12 +28,13 @@ import numpy as np
 from audit.errors import invalid_parameter
 
 EXACT_MAX = 20_000  # above this many points an exact all-pairs search costs > 1 s on 2 cores
-IVF_NPROBE = 16  # 99.3% recall@16 on Fashion-MNIST 60k at nlist = 4·sqrt(N); 32 gives 99.9% at 2x cost
+IVF_NPROBE = 12  # lists searched per query, of 2·sqrt(N): recall@16 0.992 at 60k, 0.998 at 1M (10: 0.987, 0.990)
 # k-means of the IVF coarse quantizer: its cost is niter · (train points) · nlist · d, i.e. it grows
-# as N^1.5 when every point trains (at 1M, nlist 4000: over 10 min of CPU). A sample of 40 points
+# as N^1.5 when every point trains (at 1M, nlist 2000: minutes of CPU). A sample of 40 points
 # per list (faiss warns below 39) and 10 iterations cost 7 CPU s at 100k (vs 23 s with faiss's
 # defaults: up to 256 points per list, 25 iterations) at the same recall@16 (measured on 2 cores,
-# synthetic 32×32×3 pool; see docs/benchmarks.md). 5 iterations halve that again: recall@16 of
+# synthetic 32×32×3 pool; see docs/benchmarks.md). 5 iterations halve that again (measured at the
+# earlier nlist 4·sqrt(N)): recall@16 of
 # 2,000 queries on the 1M synthetic pool 0.9822 at 10 and at 5 (training 8.0 -> 3.8 s); 60k
 # Fashion-MNIST (5,000 queries) 0.9923 -> 0.9916 in pixels, 0.9777 -> 0.9769 in the invariant view.
 IVF_TRAIN_PER_LIST = 40
@@ -81,7 +85,7 @@ def ivf_lists(n: int, exact_max: int = EXACT_MAX) -> int | None:
     """The IVF list count for ``n`` points, or None when they get an exact index."""
     if n <= exact_max:
         return None
-    return int(min(4 * np.sqrt(n), n // 39))  # faiss wants >= 39 training points per list
+    return int(min(2 * np.sqrt(n), n // 39))  # faiss wants >= 39 training points per list
 
 
 def ivf_training_rows(n: int, nlist: int, seed: int) -> np.ndarray | None:

@@ -23,7 +23,7 @@ from audit.data.imageset import ImageSet
 from audit.errors import invalid_parameter
 from audit.features import Features
 from audit.findings import Finding, Severity
-from audit.neighbors import NeighborGraph
+from audit.neighbors import EXACT_MAX, IVF_NPROBE, NeighborGraph
 from audit.validate import check_float
 
 # The name docs/detectors.md gave detector plug-ins before audit.validate; new code imports from there.
@@ -66,8 +66,8 @@ class GraphSettings:
     dim: int = 64
     sample: int = 10_000
     k: int = 16
-    exact_max: int = 20_000
-    nprobe: int = 16
+    exact_max: int = EXACT_MAX
+    nprobe: int = IVF_NPROBE
     use_gpu: bool | None = None
     seed: int = 0
 
