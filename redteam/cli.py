@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
-from audit.cli import new_app
+from audit.cli import new_app, run_and_exit
 from audit.errors import InvalidParameterError
 from redteam.attacks import ATTACKS
 from redteam.density import DEFAULT_DENSITY, DENSITIES
@@ -306,7 +306,7 @@ def bench(
 
 
 def main() -> None:
-    app(prog_name="redteam")
+    run_and_exit(app, "redteam")
 
 
 if __name__ == "__main__":
