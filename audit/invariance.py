@@ -77,7 +77,8 @@ def aligned_distance(rows: np.ndarray, shape: tuple[int, int, int], a: np.ndarra
     Colour images are compared on their luminance: a shift moves every channel alike, and one
     channel keeps a colour pool's cost at a gray one's. All shifts at once: the overlap sums of
     ``A·B`` are one zero-padded cross-correlation per pair (one inverse transform); the overlap
-    sums of ``A²`` and ``B²`` are box sums per image (two small matrix products), never per pair.
+    sums of ``A²`` and ``B²`` are box sums per image (two matrix products over a chunk's images),
+    never per pair.
     Pairs are taken in an order that keeps linked images together (reverse Cuthill-McKee of the
     pair graph: a chunk's pairs share their images, and each distinct image of a chunk is
     standardised and transformed once), chunks in threads, each with one BLAS thread. 60k
