@@ -129,8 +129,13 @@ def aligned_distance(rows: np.ndarray, shape: tuple[int, int, int], a: np.ndarra
         # _SPECTRA_BYTES over all threads, whatever the image size (28×28: ~1,800 pairs)
         per_pair = hp * (wp // 2 + 1) * np.dtype(dtype).itemsize * 2
         step = int(np.clip(_SPECTRA_BYTES // (threads * per_pair), 16, chunk))
+        chunks = [order[s : s + step] for s in range(0, len(order), step)]
+        if len(chunks) == 1 or threads == 1:  # serial (small calls: growth, diameters): BLAS keeps its threads
+            for sel in chunks:
+                one(sel, dtype)
+            return
         with threadpool_limits(limits=1, user_api="blas"):  # the chunks are the parallelism
-            in_threads(lambda sel: one(sel, dtype), [order[s : s + step] for s in range(0, len(order), step)], threads)
+            in_threads(lambda sel: one(sel, dtype), chunks, threads)
 
     run(_local_order(a, b, chunk), np.float32)
     # A² + B² - 2AB cancels on (shifted) copies, leaving float32 noise of ~1 (the energies are

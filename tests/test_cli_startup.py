@@ -5,6 +5,7 @@ benchmarks (docs/benchmarks.md, "Start-up"), not here."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -45,3 +46,23 @@ def test_redteam_help_lists_every_attack_without_torch():
             "from redteam.attacks import ATTACKS; h = CliRunner().invoke(app, ['inject', '--help']).output; "
             "assert 'gan' in list(ATTACKS) and 'transfer' in list(ATTACKS), list(ATTACKS)")
     assert "torch" not in _loaded_after(code)
+
+
+def test_the_cli_sets_openblas_idle_timeout_before_numpy_loads_and_keeps_a_users_value():
+    """OPENBLAS_THREAD_TIMEOUT is read once, when numpy loads OpenBLAS: it must be in the
+    environment by then, and a value the user set must win."""
+    code = ("import os, sys\n"
+            "class Watch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy':\n"
+            "            print('at numpy', os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Watch())\n"
+            "import audit.cli\n"
+            "print('after', os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.splitlines()[0] == "at numpy 4" and out.splitlines()[-1] == "after 4"
+    env["OPENBLAS_THREAD_TIMEOUT"] = "9"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.splitlines()[0] == "at numpy 9" and out.splitlines()[-1] == "after 9"
